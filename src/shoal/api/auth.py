@@ -1,0 +1,52 @@
+"""Bearer-token authentication as a raw ASGI middleware in front of every route.
+
+Public paths (health, version, OpenAPI) pass; anything else without a known token gets a
+401 Status that reveals nothing about the resource. Tokens map to a subject name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from shoal.model import Status, StatusDetails
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/openapi.json"})
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+_UNAUTHORIZED = msgspec.json.encode(Status(code=401, reason="Unauthorized", message="Unauthorized",
+                                           details=StatusDetails()))
+
+
+class TokenAuth:
+    def __init__(self, app: ASGIApp, tokens: dict[str, str]) -> None:
+        self.app = app
+        self.tokens = tokens  # token → subject
+
+    def _subject(self, scope: Scope) -> str | None:
+        for key, value in scope.get("headers", ()):
+            if key == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    return None
+                return self.tokens.get(token.strip())
+        return None
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("path", "") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        subject = self._subject(scope)
+        if subject is None:
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"www-authenticate", b'Bearer realm="shoal"'),
+                                    (b"content-length", str(len(_UNAUTHORIZED)).encode())]})
+            await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+            return
+        scope.setdefault("state", {})["subject"] = subject
+        await self.app(scope, receive, send)

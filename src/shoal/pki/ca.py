@@ -1,0 +1,160 @@
+"""The cluster's certificate authority: a self-signed CA, the server certificate and node
+certificates signed from CSRs, plus join tokens that pin the CA.
+
+Files live in the server's data dir; nothing here talks to the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+LEAF_DAYS = 365
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def ca_hash(ca_pem: bytes) -> str:
+    """sha256 of the CA certificate's DER bytes, hex: what a join token pins."""
+    cert = x509.load_pem_x509_certificate(ca_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class JoinToken:
+    """``shoal-<ca sha256>::<secret>``: the CA pin lets a node reject an impostor server."""
+
+    ca_sha256: str
+    secret: str
+
+    def __str__(self) -> str:
+        return f"shoal-{self.ca_sha256}::{self.secret}"
+
+    @classmethod
+    def parse(cls, text: str) -> JoinToken:
+        text = text.strip()
+        if not text.startswith("shoal-") or "::" not in text:
+            raise ValueError('a join token looks like "shoal-<64 hex>::<secret>"; copy it from the '
+                             "server's data dir (node-token)")
+        pin, secret = text[len("shoal-"):].split("::", 1)
+        if len(pin) != 64 or not secret:
+            raise ValueError("the join token is truncated; copy the whole line from node-token")
+        return cls(pin, secret)
+
+
+class CertificateAuthority:
+    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        self.cert = cert
+        self.key = key
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @classmethod
+    def load_or_create(cls, directory: Path, name: str = "shoal-ca") -> CertificateAuthority:
+        cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+        if cert_path.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            return cls(cert, key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                             content_commitment=False, key_encipherment=False,
+                                             data_encipherment=False, key_agreement=False,
+                                             encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .sign(key, hashes.SHA256()))
+        _write_private(key_path, _key_pem(key))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(cert, key)
+
+    def _sign(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, *, server: bool,
+              sans: list[x509.GeneralName], days: int = LEAF_DAYS) -> x509.Certificate:
+        now = dt.datetime.now(dt.UTC)
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server \
+            else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=days))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                                  critical=False))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
+    def issue_server_cert(self, directory: Path, hosts: list[str]) -> tuple[Path, Path]:
+        """Write server.crt/server.key covering ``hosts`` (IPs and DNS names); reuse if current."""
+        cert_path, key_path = directory / "server.crt", directory / "server.key"
+        wanted = set(hosts)
+        if cert_path.exists() and key_path.exists():
+            existing = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            san = existing.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            have = {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(
+                san.get_values_for_type(x509.DNSName))
+            if wanted <= have and existing.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=30):
+                return cert_path, key_path
+        sans: list[x509.GeneralName] = []
+        for host in sorted(wanted):
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal-server")])
+        cert = self._sign(subject, key.public_key(), server=True, sans=sans)
+        _write_private(key_path, _key_pem(key))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
+        return cert_path, key_path
+
+    def sign_csr(self, csr_pem: bytes, node_name: str) -> bytes:
+        """Sign a node's CSR as ``CN=node:<name>``; the CSR's own subject is not trusted."""
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise ValueError("the certificate request's signature is invalid")
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("node keys must be EC P-256")
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"node:{node_name}"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "shoal:nodes")])
+        cert = self._sign(subject, public_key, server=False, sans=[x509.DNSName(node_name)])
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,41 @@
+"""The ``shoal server`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Run the shoal control plane (API, store, scheduler, controllers).",
+                  invoke_without_command=True, no_args_is_help=False)
+
+
+@app.callback()
+def server(
+    data_dir: Path = typer.Option(Path("/var/lib/shoal/server"), "--data-dir",
+                                  help="Where the store, certificates and tokens live."),
+    port: int = typer.Option(6443, "--port", help="HTTPS port."),
+    bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on (0.0.0.0 for all)."),
+    policy: str = typer.Option("BestFit", "--scheduling-policy",
+                               help="Cluster default policy: FirstFit, BestFit, WorstFit, RoundRobin, "
+                                    "Spread, LowLatency, EnergySaver."),
+    tls_san: list[str] = typer.Option([], "--tls-san", help="Extra name or IP for the server certificate."),
+    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Start the server. On first start it creates DIR/admin.yaml (for the CLI) and DIR/node-token
+    (for agents).
+
+    Example:
+
+        shoal server --data-dir /tmp/shoal --port 6443
+
+        shoal --config /tmp/shoal/admin.yaml get nodes
+    """
+    from shoal.model.validation import POLICIES
+    from shoal.server.main import ServerOptions, run
+
+    if policy not in POLICIES:
+        typer.echo(f'error: --scheduling-policy "{policy}" is not one of {", ".join(POLICIES)}', err=True)
+        raise typer.Exit(2)
+    run(ServerOptions(data_dir=data_dir, bind=bind, port=port, policy=policy, tls_sans=tls_san,
+                      log_level=log_level))

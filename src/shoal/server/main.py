@@ -1,0 +1,86 @@
+"""``shoal server``: wires the store, API, scheduler loop and controllers into one process.
+
+Owns lifecycle only: it builds each part, runs them under one TaskGroup next to the HTTPS
+server, and shuts them down in order on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from shoal.api.routes import create_app
+from shoal.controllers import LeaseTable, build_controllers, run_controllers
+from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
+from shoal.server.bootstrap import prepare
+from shoal.server.scheduling import SchedulerLoop
+from shoal.store import SqliteStore
+from shoal.store.protocol import AlreadyExists, Store
+
+log = logging.getLogger("shoal.server")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    data_dir: Path
+    bind: str = "127.0.0.1"
+    port: int = 6443
+    policy: str = "BestFit"
+    tls_sans: list[str] = field(default_factory=list)
+    log_level: str = "warning"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def ensure_namespace(store: Store, name: str) -> None:
+    with contextlib.suppress(AlreadyExists):
+        await store.create(Namespace(metadata=ObjectMeta(name=name)))
+
+
+async def serve(options: ServerOptions) -> None:
+    files = prepare(options.data_dir, options.bind, options.port, options.tls_sans)
+    store = await SqliteStore.open(options.data_dir / "state.db")
+    ready = False
+    try:
+        await ensure_namespace(store, DEFAULT_NAMESPACE)
+        leases = LeaseTable(started_at=utcnow())
+
+        def on_heartbeat(names: Sequence[str]) -> None:
+            now = utcnow()
+            for name in names:
+                leases.renew(name, now)
+
+        asgi, _ = create_app(store, {files.admin_token: "admin"}, on_heartbeat, utcnow, ready=lambda: ready)
+        config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
+                                ssl_keyfile=str(files.key_file), http="httptools", loop="none", lifespan="off",
+                                access_log=False, log_level=options.log_level, timeout_keep_alive=75,
+                                backlog=4096)
+        server = uvicorn.Server(config)
+        stop = asyncio.Event()
+        scheduler = SchedulerLoop(store, utcnow, options.policy)
+        controllers = build_controllers(store, leases, utcnow)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(scheduler.run(stop), name="scheduler")
+            group.create_task(run_controllers(controllers, stop), name="controllers")
+            ready = True
+            log.info("shoal server listening on https://%s:%d", options.bind, options.port)
+            await server.serve()
+            stop.set()
+    finally:
+        await store.close()
+
+
+def run(options: ServerOptions) -> None:
+    import uvloop
+
+    logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(serve(options))
