@@ -1,0 +1,311 @@
+"""``shoal image ...``: pull, push, ls, inspect, rm, prune, tag, save and load local OCI images.
+
+Owns argument parsing, progress display and turning image errors into ``error: ...`` lines with
+exit codes (1 user error, 3 registry/system failure). All work is done by ``shoal.image``; this
+module must not talk to the shoal server nor import server-side layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from shoal.image.errors import ImageError, RegistryUnavailableError
+
+T = TypeVar("T")
+DEFAULT_ROOT = "/var/lib/shoal/images"
+EXIT_USER, EXIT_SYSTEM = 1, 3
+
+app = typer.Typer(
+    help="Pull, push, list, inspect, remove, save and load OCI images in the local store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+RootOption = Annotated[str, typer.Option("--root", envvar="SHOAL_IMAGE_ROOT", help="Image store directory.")]
+CredsOption = Annotated[
+    str | None,
+    typer.Option("--creds", envvar="SHOAL_REGISTRY_CREDS", help="Registry login as USER:PASSWORD."),
+]
+InsecureOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--insecure", help="Registry host[:port] to reach over plain HTTP (loopback registries always are)."
+    ),
+]
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="Parallel blob transfers.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except RegistryUnavailableError as exc:
+        raise _fail(str(exc), EXIT_SYSTEM) from None
+    except (ImageError, ValueError) as exc:
+        raise _fail(str(exc), EXIT_USER) from None
+    except PermissionError as exc:
+        raise _fail(
+            f"{exc.filename}: permission denied (run as root or pass --root DIR)", EXIT_SYSTEM
+        ) from None
+    except OSError as exc:
+        raise _fail(f"{exc.filename or 'image store'}: {exc.strerror or exc}", EXIT_SYSTEM) from None
+
+
+def _store(root: str) -> Any:
+    from shoal.image.content import ContentStore
+
+    return ContentStore(root)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1000
+    return f"{n}B"
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+
+        def update(digest: str, done: int, total: int) -> None:
+            if digest not in tasks:
+                tasks[digest] = bars.add_task(digest[7:19], total=total)
+            bars.update(tasks[digest], completed=done)
+
+        yield update
+
+
+def _creds(text: str | None) -> Any:
+    if text is None:
+        return None
+    from shoal.image.auth import Credentials
+
+    return Credentials.parse(text)
+
+
+@app.command()
+def pull(
+    reference: Annotated[str, typer.Argument(help="e.g. registry.local:5000/acme/app:1.4")],
+    root: RootOption = DEFAULT_ROOT,
+    creds: CredsOption = None,
+    insecure: InsecureOption = None,
+    platform: Annotated[str | None, typer.Option(help="OS/ARCH[/VARIANT]; default: this node's.")] = None,
+    jobs: JobsOption = 4,
+    quiet: QuietOption = False,
+) -> None:
+    """Pull an image (the right platform of a multi-arch index) into the local store."""
+    from shoal.image.platform import parse_platform
+    from shoal.image.pull import pull_image
+    from shoal.image.reference import parse_reference
+
+    def work() -> Any:
+        ref = parse_reference(reference)
+        want = parse_platform(platform) if platform else None
+        with _progress(quiet) as progress:
+            return asyncio.run(
+                pull_image(
+                    _store(root),
+                    ref,
+                    platform=want,
+                    credentials=_creds(creds),
+                    insecure=insecure or (),
+                    concurrency=jobs,
+                    progress=progress,
+                )
+            )
+
+    result = _run(work)
+    fetched = sum(d.size for d in result.fetched)
+    typer.echo(
+        f"{result.name}: {result.digest} ({len(result.fetched)} blobs fetched, {_human(fetched)}; "
+        f"{len(result.cached)} already present)"
+    )
+
+
+@app.command()
+def push(
+    image: Annotated[str, typer.Argument(help="Local image name or digest.")],
+    destination: Annotated[str | None, typer.Argument(help="Where to push; default: the image name.")] = None,
+    root: RootOption = DEFAULT_ROOT,
+    creds: CredsOption = None,
+    insecure: InsecureOption = None,
+    jobs: JobsOption = 4,
+    quiet: QuietOption = False,
+) -> None:
+    """Push a local image to a registry."""
+    from shoal.image.pull import push_image
+    from shoal.image.reference import parse_reference
+
+    def work() -> str:
+        store = _store(root)
+        dest = parse_reference(destination or store.resolve(image).name)
+        with _progress(quiet) as progress:
+            digest = asyncio.run(
+                push_image(
+                    store,
+                    image,
+                    dest,
+                    credentials=_creds(creds),
+                    insecure=insecure or (),
+                    concurrency=jobs,
+                    progress=progress,
+                )
+            )
+        return f"{dest}: {digest}"
+
+    typer.echo(_run(work))
+
+
+@app.command("ls")
+def list_images(
+    root: RootOption = DEFAULT_ROOT,
+    digests: Annotated[bool, typer.Option("--digests", help="Show full digests.")] = False,
+) -> None:
+    """List local images."""
+
+    def work() -> list[tuple[str, str, str]]:
+        store = _store(root)
+        rows = []
+        for image in store.images():
+            try:
+                m = store.manifest(image.descriptor.digest)
+                size = _human(m.config.size + sum(d.size for d in m.layers))
+            except ImageError:
+                size = "?"
+            digest = image.descriptor.digest
+            rows.append((image.name, digest if digests else digest[7:19], size))
+        return rows
+
+    rows = _run(work)
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("NAME", "DIGEST", "SIZE"))]
+    for row in [("NAME", "DIGEST", "SIZE"), *rows]:
+        typer.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def inspect(
+    image: Annotated[str, typer.Argument(help="Local image name or digest (prefix).")],
+    root: RootOption = DEFAULT_ROOT,
+) -> None:
+    """Show an image's manifest and config as JSON."""
+
+    def work() -> dict[str, Any]:
+        store = _store(root)
+        found = store.resolve(image)
+        manifest = json.loads(store.read(found.descriptor.digest))
+        config = json.loads(store.read(manifest["config"]["digest"]))
+        return {
+            "name": found.name,
+            "digest": found.descriptor.digest,
+            "mediaType": found.descriptor.media_type,
+            "manifest": manifest,
+            "config": config,
+        }
+
+    typer.echo(json.dumps(_run(work), indent=2))
+
+
+@app.command()
+def rm(
+    images: Annotated[list[str], typer.Argument(help="Local image names.")],
+    root: RootOption = DEFAULT_ROOT,
+    prune_after: Annotated[bool, typer.Option("--prune", help="Also free unreferenced blobs.")] = False,
+) -> None:
+    """Remove image names from the local store (blobs are freed by prune)."""
+
+    def work() -> list[str]:
+        store = _store(root)
+        out = [f"Untagged: {store.remove_image(store.resolve(name).name).name}" for name in images]
+        if prune_after:
+            result = store.prune()
+            out.append(f"Deleted {len(result.removed_blobs)} blobs, freed {_human(result.freed_bytes)}")
+        return out
+
+    for line in _run(work):
+        typer.echo(line)
+
+
+@app.command()
+def prune(root: RootOption = DEFAULT_ROOT) -> None:
+    """Delete blobs and unpacked layers no local image references."""
+    result = _run(lambda: _store(root).prune())
+    typer.echo(
+        f"Deleted {len(result.removed_blobs)} blobs and {len(result.removed_layers)} unpacked layers, "
+        f"freed {_human(result.freed_bytes)}"
+    )
+
+
+@app.command()
+def tag(
+    source: Annotated[str, typer.Argument(help="Existing local image.")],
+    target: Annotated[str, typer.Argument(help="New name, e.g. registry.local:5000/acme/app:2")],
+    root: RootOption = DEFAULT_ROOT,
+) -> None:
+    """Give a local image another name."""
+    from shoal.image.reference import parse_reference
+
+    def work() -> str:
+        store = _store(root)
+        found = store.resolve(source)
+        name = str(parse_reference(target))
+        store.set_image(name, found.descriptor)
+        return f"{name}: {found.descriptor.digest}"
+
+    typer.echo(_run(work))
+
+
+@app.command()
+def save(
+    images: Annotated[list[str], typer.Argument(help="Local images to save.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Archive file to write.")],
+    root: RootOption = DEFAULT_ROOT,
+) -> None:
+    """Write images to an archive that is both an OCI layout and a `docker save` tarball."""
+    from shoal.image.archive import save as save_archive
+
+    names = _run(lambda: save_archive(_store(root), images, output))
+    typer.echo(f"Saved {', '.join(names)} to {output} ({_human(os.path.getsize(output))})")
+
+
+@app.command()
+def load(
+    archive: Annotated[str, typer.Option("--input", "-i", help="OCI archive or `docker save` tarball.")],
+    root: RootOption = DEFAULT_ROOT,
+) -> None:
+    """Import images from an OCI archive or a `docker save` tarball."""
+    from shoal.image.archive import load as load_archive
+
+    for name in _run(lambda: load_archive(_store(root), archive)):
+        typer.echo(f"Loaded image: {name}")

@@ -1,0 +1,141 @@
+"""Pull an image from a registry into the content store, and push a local image to a registry.
+
+Owns the orchestration: resolve tag → manifest (selecting this node's platform from an index),
+download the config and missing layers in parallel (bounded), verify, then name the image in the
+store. It must not unpack layers (see layers.py) nor print anything (callers pass a progress
+callback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from shoal.image.auth import Credentials
+from shoal.image.content import ContentStore
+from shoal.image.errors import ImageError, ManifestError
+from shoal.image.oci import Descriptor, Manifest, decode_config
+from shoal.image.platform import Want, host_platform, select_manifest
+from shoal.image.reference import Reference
+from shoal.image.registry import ProgressFn, RegistryClient
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    name: str
+    digest: str
+    media_type: str
+    fetched: list[Descriptor]
+    cached: list[Descriptor]
+
+
+async def _bounded(jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int) -> None:
+    sem = asyncio.Semaphore(max(1, concurrency))
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        async with sem:
+            await job()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for job in jobs:
+                tg.create_task(run(job))
+    except BaseExceptionGroup as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+async def pull_image(
+    store: ContentStore,
+    ref: Reference,
+    *,
+    platform: Want | None = None,
+    credentials: Credentials | None = None,
+    insecure: Iterable[str] = (),
+    concurrency: int = 4,
+    progress: ProgressFn | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PullResult:
+    async with RegistryClient(
+        ref.registry, credentials=credentials, insecure=insecure, transport=transport
+    ) as client:
+        decoded, body, digest = await client.get_manifest(ref.repository, ref.object)
+        if decoded.is_index:
+            assert not isinstance(decoded.document, Manifest)
+            chosen = select_manifest(decoded.document, platform or host_platform(), str(ref))
+            decoded, body, digest = await client.get_manifest(ref.repository, chosen.digest)
+            if decoded.is_index:
+                raise ManifestError(f"{ref}: index {chosen.digest} points at another index; not supported")
+        manifest = decoded.document
+        assert isinstance(manifest, Manifest)
+        wanted: dict[str, Descriptor] = {}
+        for desc in (manifest.config, *manifest.layers):
+            wanted.setdefault(desc.digest, desc)
+        with store.lease():
+            missing = [d for d in wanted.values() if not store.has(d.digest)]
+            cached = [d for d in wanted.values() if store.has(d.digest)]
+
+            def job(d: Descriptor) -> Callable[[], Awaitable[None]]:
+                return lambda: client.fetch_blob(ref.repository, d, store, progress)
+
+            await _bounded([job(d) for d in missing], concurrency)
+            config = decode_config(store.read(manifest.config.digest), f"{ref}: config")
+            if len(config.rootfs.diff_ids) != len(manifest.layers):
+                raise ManifestError(
+                    f"{ref}: config lists {len(config.rootfs.diff_ids)} diff_ids for "
+                    f"{len(manifest.layers)} layers"
+                )
+            store.put(body, digest)
+            store.set_image(
+                str(ref), Descriptor(media_type=decoded.media_type, digest=digest, size=len(body))
+            )
+    return PullResult(str(ref), digest, decoded.media_type, missing, cached)
+
+
+async def push_image(
+    store: ContentStore,
+    local: str,
+    dest: Reference,
+    *,
+    credentials: Credentials | None = None,
+    insecure: Iterable[str] = (),
+    concurrency: int = 4,
+    progress: ProgressFn | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    chunk_size: int = 16 << 20,
+) -> str:
+    """Push local image ``local`` to ``dest``; returns the manifest digest.
+
+    Blobs up to ``chunk_size`` go up in one PUT; bigger ones in PATCH chunks of that size.
+    """
+    image = store.resolve(local)
+    body = store.read(image.descriptor.digest)
+    manifest = store.manifest(image.descriptor.digest)
+    async with RegistryClient(
+        dest.registry, credentials=credentials, insecure=insecure, transport=transport, chunk_size=chunk_size
+    ) as client:
+        blobs = {d.digest: d for d in (*manifest.layers, manifest.config)}
+        for digest in blobs:
+            if not store.has(digest):
+                raise ImageError(
+                    f"{local}: blob {digest} is missing from the local store; pull the image again"
+                )
+
+        def job(d: Descriptor) -> Callable[[], Awaitable[None]]:
+            async def upload() -> None:
+                if not await client.blob_exists(dest.repository, d.digest):
+                    await client.upload_blob(dest.repository, d, store, progress)
+                elif progress:
+                    progress(d.digest, d.size, d.size)
+
+            return upload
+
+        await _bounded([job(d) for d in blobs.values()], concurrency)
+        return await client.put_manifest(
+            dest.repository, dest.tag or image.descriptor.digest, body, image.descriptor.media_type
+        )

@@ -1,0 +1,310 @@
+"""Client for the OCI distribution API v2 (pull and push), over httpx.
+
+Owns the HTTP conversation with one registry: scheme choice (plain HTTP only for loopback
+registries or ones listed as insecure), the 401 challenge → token/basic retry, manifest GETs with
+media-type checks and digest verification, resumable blob downloads into the content store, and
+blob/manifest uploads. It must not decide which image to pull or unpack anything (see pull.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from shoal.image import mediatypes as mt
+from shoal.image.auth import Credentials, authorize, parse_challenge
+from shoal.image.content import ContentStore
+from shoal.image.errors import (
+    AuthError,
+    BlobBusyError,
+    DigestMismatchError,
+    ImageError,
+    ImageNotFoundError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from shoal.image.oci import DecodedManifest, Descriptor, decode_manifest, sha256_digest, verify_bytes
+from shoal.image.reference import is_loopback
+
+ProgressFn = Callable[[str, int, int], None]
+MAX_MANIFEST_BYTES = 4 << 20
+_DOWNLOAD_ATTEMPTS = 3
+_BUSY_WAIT_S = 1800
+
+
+def _api_host(registry: str) -> str:
+    return "registry-1.docker.io" if registry == "docker.io" else registry
+
+
+class RegistryClient:
+    """One registry; use as ``async with RegistryClient("127.0.0.1:5000") as client: ...``."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: Credentials | None = None,
+        insecure: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 60.0,
+        chunk_size: int = 16 << 20,
+    ) -> None:
+        insecure = set(insecure)
+        plain = is_loopback(registry) or registry in insecure
+        self.registry, self.chunk_size = registry, chunk_size
+        self.base = f"{'http' if plain else 'https'}://{_api_host(registry)}"
+        self._credentials = credentials
+        self._auth: dict[str, str] = {}
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=True,
+            verify=registry not in insecure,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        )
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        *,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        url = urljoin(self.base + "/", url)
+        for attempt in range(2):
+            h = dict(headers or {})
+            if scope in self._auth:
+                h["Authorization"] = self._auth[scope]
+            request = self._client.build_request(method, url, headers=h, content=content, params=params)
+            try:
+                resp = await self._client.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise RegistryUnavailableError(
+                    f"cannot reach registry {self.registry} at {self.base}: {exc or type(exc).__name__}"
+                ) from None
+            if resp.status_code != 401:
+                return resp
+            await resp.aclose()
+            if attempt == 1:
+                break
+            challenge = parse_challenge(resp.headers.get("www-authenticate", "Basic"))
+            self._auth[scope] = await authorize(
+                self._client, self.registry, challenge, scope, self._credentials
+            )
+        if self._credentials is None:
+            raise AuthError(
+                f"registry {self.registry} requires a login for {scope}: pass --creds USER:PASSWORD"
+            )
+        raise AuthError(
+            f"registry {self.registry}: credentials for user {self._credentials.username!r} "
+            f"were rejected for {scope}"
+        )
+
+    def _fail(self, resp: httpx.Response, what: str) -> ImageError:
+        detail = ""
+        try:
+            errors = resp.json().get("errors") or []
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+        except (ValueError, AttributeError):
+            detail = resp.text[:200] if not resp.is_stream_consumed or resp.is_closed else ""
+        suffix = f" ({detail})" if detail else ""
+        if resp.status_code == 404:
+            return ImageNotFoundError(f"{what} not found in registry {self.registry}{suffix}")
+        if resp.status_code == 403:
+            return AuthError(f"{what}: registry {self.registry} denied access (HTTP 403){suffix}")
+        return RegistryError(f"{what}: registry {self.registry} answered HTTP {resp.status_code}{suffix}")
+
+    # -- pull --------------------------------------------------------------------------------
+    async def get_manifest(self, repository: str, obj: str) -> tuple[DecodedManifest, bytes, str]:
+        """Fetch a manifest or index by tag or digest; returns (decoded, raw body, digest)."""
+        what = (
+            f"manifest {repository}:{obj}"
+            if not obj.startswith("sha256:")
+            else f"manifest {repository}@{obj}"
+        )
+        resp = await self._send(
+            "GET",
+            f"/v2/{repository}/manifests/{obj}",
+            f"repository:{repository}:pull",
+            stream=True,
+            headers={"Accept": mt.ACCEPT},
+        )
+        try:
+            if resp.status_code != 200:
+                await resp.aread()
+                raise self._fail(resp, what)
+            body = b""
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST_BYTES:
+                    raise RegistryError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
+        finally:
+            await resp.aclose()
+        digest = sha256_digest(body)
+        if obj.startswith("sha256:"):
+            verify_bytes(body, obj, what)
+        elif (announced := resp.headers.get("docker-content-digest")) and announced != digest:
+            raise DigestMismatchError(f"{what}: body hashes to {digest} but registry announced {announced}")
+        return decode_manifest(body, resp.headers.get("content-type"), what), body, digest
+
+    async def fetch_blob(
+        self, repository: str, desc: Descriptor, store: ContentStore, progress: ProgressFn | None = None
+    ) -> None:
+        """Download a blob into ``store``, resuming a partial download, verifying size and digest."""
+        for attempt in range(_DOWNLOAD_ATTEMPTS):
+            try:
+                await self._fetch_once(repository, desc, store, progress)
+                return
+            except (RegistryUnavailableError, DigestMismatchError):
+                if attempt == _DOWNLOAD_ATTEMPTS - 1:
+                    raise
+
+    async def _fetch_once(
+        self, repository: str, desc: Descriptor, store: ContentStore, progress: ProgressFn | None
+    ) -> None:
+        what = f"blob {desc.digest} of {repository}"
+        deadline = time.monotonic() + _BUSY_WAIT_S
+        while True:
+            if store.has(desc.digest):
+                return
+            try:
+                writer = store.writer(desc.digest, desc.size, blocking=False)
+                break
+            except BlobBusyError:
+                if time.monotonic() > deadline:
+                    raise RegistryUnavailableError(
+                        f"{what}: another pull held it for {_BUSY_WAIT_S}s"
+                    ) from None
+                await asyncio.sleep(0.05)
+        if store.has(desc.digest):
+            writer.abort()
+            return
+        committed = False
+        try:
+            headers = {"Range": f"bytes={writer.offset}-"} if writer.offset else {}
+            resp = await self._send(
+                "GET",
+                f"/v2/{repository}/blobs/{desc.digest}",
+                f"repository:{repository}:pull",
+                stream=True,
+                headers=headers,
+            )
+            try:
+                if resp.status_code == 200:
+                    writer.reset()
+                elif resp.status_code != 206 or not resp.headers.get("content-range", "").startswith(
+                    f"bytes {writer.offset}-"
+                ):
+                    await resp.aread()
+                    raise self._fail(resp, what)
+                if progress:
+                    progress(desc.digest, writer.offset, desc.size)
+                try:
+                    async for chunk in resp.aiter_bytes(1 << 20):
+                        writer.write(chunk)
+                        if progress:
+                            progress(desc.digest, writer.offset, desc.size)
+                except httpx.HTTPError as exc:
+                    raise RegistryUnavailableError(
+                        f"{what}: download interrupted at byte {writer.offset}: {exc}"
+                    ) from None
+            finally:
+                await resp.aclose()
+            writer.commit()
+            committed = True
+        finally:
+            if not committed:
+                writer.close()
+
+    # -- push --------------------------------------------------------------------------------
+    async def blob_exists(self, repository: str, digest: str) -> bool:
+        resp = await self._send(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull,push"
+        )
+        if resp.status_code in (200, 307):
+            return True
+        if resp.status_code == 404:
+            return False
+        raise self._fail(resp, f"blob {digest} of {repository}")
+
+    async def upload_blob(
+        self, repository: str, desc: Descriptor, store: ContentStore, progress: ProgressFn | None = None
+    ) -> None:
+        """POST an upload session, then PUT the blob (monolithic) or PATCH it in chunks and PUT."""
+        scope = f"repository:{repository}:pull,push"
+        what = f"upload of blob {desc.digest} to {repository}"
+        resp = await self._send("POST", f"/v2/{repository}/blobs/uploads/", scope)
+        if resp.status_code != 202 or "location" not in resp.headers:
+            raise self._fail(resp, what)
+        location = urljoin(self.base + "/", resp.headers["location"])
+        path = store.blob_path(desc.digest)
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            if size > self.chunk_size:
+                offset = 0
+                while chunk := f.read(self.chunk_size):
+                    resp = await self._send(
+                        "PATCH",
+                        location,
+                        scope,
+                        content=chunk,
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                        },
+                    )
+                    if resp.status_code != 202:
+                        raise self._fail(resp, what)
+                    location = urljoin(self.base + "/", resp.headers["location"])
+                    offset += len(chunk)
+                    if progress:
+                        progress(desc.digest, offset, size)
+                body = b""
+            else:
+                body = f.read()
+        sep = "&" if "?" in location else "?"
+        resp = await self._send(
+            "PUT",
+            f"{location}{sep}digest={desc.digest}",
+            scope,
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if resp.status_code not in (201, 204):
+            raise self._fail(resp, what)
+        if progress:
+            progress(desc.digest, size, size)
+
+    async def put_manifest(self, repository: str, tag_or_digest: str, body: bytes, media_type: str) -> str:
+        resp = await self._send(
+            "PUT",
+            f"/v2/{repository}/manifests/{tag_or_digest}",
+            f"repository:{repository}:pull,push",
+            content=body,
+            headers={"Content-Type": media_type},
+        )
+        if resp.status_code not in (201, 202):
+            raise self._fail(resp, f"manifest {repository}:{tag_or_digest}")
+        return sha256_digest(body)
+
+    async def raw_get(self, path: str, scope: str) -> Any:
+        """GET a JSON API document (e.g. ``/v2/_catalog``); used by tools and tests."""
+        resp = await self._send("GET", path, scope)
+        if resp.status_code != 200:
+            raise self._fail(resp, path)
+        return resp.json()
