@@ -46,6 +46,20 @@ class Gone(StoreError):
     reason = "Expired"
 
 
+class Invalid(StoreError):
+    """The object cannot be stored as given (unknown kind, no name); the message names the fix."""
+
+    code = 422
+    reason = "Invalid"
+
+
+class Unavailable(StoreError):
+    """The store is closed or its database failed; the write was not acknowledged."""
+
+    code = 503
+    reason = "ServiceUnavailable"
+
+
 class EventType(StrEnum):
     ADDED = "ADDED"
     MODIFIED = "MODIFIED"
@@ -76,7 +90,8 @@ class Store(Protocol):
         """The object, or ``NotFound``."""
         ...
 
-    async def list(self, kind: str, namespace: str | None = None, selector: Selector | None = None) -> ListResult:
+    async def list(self, kind: str, namespace: str | None = None,
+                   selector: Selector | None = None) -> ListResult:
         """Objects of ``kind`` (in ``namespace``, or all namespaces when None) matching ``selector``."""
         ...
 
