@@ -1,0 +1,47 @@
+"""shoal's controllers: level-based reconcilers and the runner that drives them.
+
+Reconcile functions (``reconcile_deployment``, ``reconcile_orphan``, ``reconcile_node``) are pure;
+``run_controllers`` does all I/O against a store the server injects (any object satisfying
+``ObjectStore``). This package never imports ``shoal.store``, ``shoal.api`` or ``shoal.server``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from shoal.controllers.actions import Action, Actions, Create, Delete, EmitEvent, EventType, Key, Result, Update, ref_of
+from shoal.controllers.cache import Cache, Informer, ObjectStore, error_code
+from shoal.controllers.deployment import (
+    DeploymentReconciler,
+    random_suffix,
+    reconcile_deployment,
+    scale_down_order,
+    template_hash,
+)
+from shoal.controllers.events import EventRecorder, event_name
+from shoal.controllers.gc import GarbageCollector, reconcile_orphan
+from shoal.controllers.nodelifecycle import GRACE_SECONDS, LeaseTable, NodeLifecycle, offline_toleration, reconcile_node
+from shoal.controllers.queue import WorkQueue
+from shoal.controllers.runner import Controller, ControllerStats, Reconciler, run_controllers
+
+NODE_SWEEP_SECONDS = 1.0
+
+
+def build_controllers(store: ObjectStore, leases: LeaseTable, clock: Callable[[], datetime], *,
+                      workers: int = 2, node_sweep: float = NODE_SWEEP_SECONDS) -> list[Controller]:
+    """The controllers the server runs: deployments, garbage collection and node lifecycle."""
+    return [
+        Controller(DeploymentReconciler(), store, clock, workers=workers),
+        Controller(GarbageCollector(), store, clock, workers=1),
+        Controller(NodeLifecycle(leases, leases.grace), store, clock, workers=1, sweep_interval=node_sweep),
+    ]
+
+
+__all__ = [
+    "GRACE_SECONDS", "NODE_SWEEP_SECONDS", "Action", "Actions", "Cache", "Controller", "ControllerStats", "Create",
+    "Delete", "DeploymentReconciler", "EmitEvent", "EventRecorder", "EventType", "GarbageCollector", "Informer",
+    "Key", "LeaseTable", "NodeLifecycle", "ObjectStore", "Reconciler", "Result", "Update", "WorkQueue",
+    "build_controllers", "error_code", "event_name", "offline_toleration", "random_suffix", "reconcile_deployment",
+    "reconcile_node", "reconcile_orphan", "ref_of", "run_controllers", "scale_down_order", "template_hash",
+]

@@ -1,0 +1,231 @@
+"""The Deployment controller: keeps ``spec.replicas`` pods of the current template running.
+
+``reconcile_deployment(deploy, pods, now, name_suffix)`` is pure: given the Deployment and the
+pods it controls (by owner uid), it returns the creates, deletes, status update and events that
+move the world one step toward the spec. Pods carry the template labels plus
+``shoal.io/template-hash``; pods of an older hash are replaced by a rolling update honouring
+``maxSurge``/``maxUnavailable`` (or all at once for ``Recreate``). Failed and Succeeded pods
+are deleted and replaced; pods marked for deletion are not counted. It never reads the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import msgspec
+
+from shoal.controllers.actions import (
+    Action,
+    Actions,
+    Create,
+    EmitEvent,
+    Key,
+    Result,
+    Update,
+    delete_of,
+    parse_time,
+    ref_of,
+    rfc3339,
+)
+from shoal.controllers.cache import Cache
+from shoal.controllers.runner import Enqueue, KeyMapper, controller_owner_key, no_trigger, own_key
+from shoal.model import (
+    Condition,
+    Deployment,
+    ObjectMeta,
+    OwnerReference,
+    Pod,
+    PodPhase,
+    PodTemplateSpec,
+    condition,
+    set_condition,
+)
+from shoal.model.workloads import LABEL_TEMPLATE_HASH, DeploymentStatus, StrategyType
+
+NameSuffix = Callable[[], str]
+_ALPHABET = string.ascii_lowercase + string.digits
+_MAX_NAME = 253
+
+
+def random_suffix() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(5))
+
+
+def template_hash(template: PodTemplateSpec) -> str:
+    """10 hex chars of sha256 over the template's key-sorted JSON: stable across map orderings."""
+    encoded = msgspec.json.encode(msgspec.to_builtins(template), order="sorted")
+    return hashlib.sha256(encoded).hexdigest()[:10]
+
+
+def is_ready(pod: Pod) -> bool:
+    if pod.status.phase != PodPhase.RUNNING or not pod.spec.node_name:
+        return False
+    ready = condition(pod.status.conditions, "Ready")
+    return ready is not None and ready.status == "True"
+
+
+def _ready_since(pod: Pod) -> datetime | None:
+    ready = condition(pod.status.conditions, "Ready")
+    return None if ready is None else parse_time(ready.last_transition_time)
+
+
+def resolve(value: int | str, total: int, *, round_up: bool) -> int:
+    """An int, or a percentage of ``total`` ("25%"), as Kubernetes resolves maxSurge/maxUnavailable."""
+    if isinstance(value, int):
+        return max(value, 0)
+    text = value.strip()
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1]) * total / 100
+        except ValueError:
+            return 0
+        return max(math.ceil(share) if round_up else math.floor(share), 0)
+    try:
+        return max(int(text), 0)
+    except ValueError:
+        return 0
+
+
+def scale_down_order(pods: Iterable[Pod]) -> list[Pod]:
+    """Pods in the order to remove them: unscheduled first, then not ready, then newest first."""
+    by_age = sorted(pods, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name), reverse=True)
+    return sorted(by_age, key=lambda p: (bool(p.spec.node_name), is_ready(p)))
+
+
+def _is_gone(pod: Pod) -> bool:
+    return bool(pod.metadata.deletion_timestamp)
+
+
+def _is_finished(pod: Pod) -> bool:
+    return pod.status.phase in (PodPhase.FAILED, PodPhase.SUCCEEDED)
+
+
+def new_pod(deploy: Deployment, pod_hash: str, suffix: str) -> Pod:
+    template = deploy.spec.template
+    prefix = f"{deploy.metadata.name}-{pod_hash}"[: _MAX_NAME - len(suffix) - 1]
+    labels = {**template.metadata.labels, LABEL_TEMPLATE_HASH: pod_hash}
+    owner = OwnerReference(api_version=deploy.api_version, kind="Deployment", name=deploy.metadata.name,
+                           uid=deploy.metadata.uid, controller=True, block_owner_deletion=True)
+    metadata = ObjectMeta(name=f"{prefix}-{suffix}", namespace=deploy.metadata.namespace, labels=labels,
+                          annotations=dict(template.metadata.annotations), owner_references=[owner])
+    return Pod(metadata=metadata, spec=template.spec)
+
+
+def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
+                         name_suffix: NameSuffix = random_suffix) -> Actions:
+    """One step of the Deployment toward ``spec.replicas`` pods of its current template."""
+    if deploy.metadata.deletion_timestamp:
+        return Actions()
+    spec = deploy.spec
+    want = max(spec.replicas, 0)
+    pod_hash = template_hash(spec.template)
+    steps: list[Action] = []
+    deleted: set[str] = set()
+    me = ref_of(deploy)
+
+    def delete(pod: Pod, why: str) -> None:
+        deleted.add(pod.metadata.name)
+        steps.append(delete_of(pod))
+        steps.append(EmitEvent(me, "SuccessfulDelete", f"Deleted pod {pod.metadata.name}{why}"))
+
+    live = [p for p in pods if not _is_gone(p)]
+    for pod in live:
+        if _is_finished(pod):
+            delete(pod, f" ({pod.status.phase})")
+    alive = [p for p in live if not _is_finished(p)]
+    current = scale_down_order(p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash)
+    old = scale_down_order(p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) != pod_hash)
+    creates = 0
+    if spec.strategy.type == StrategyType.RECREATE:
+        for pod in old:
+            delete(pod, " (recreate)")
+        if not old:
+            creates = max(want - len(current), 0)
+    else:
+        rolling = spec.strategy.rolling_update
+        surge = resolve(rolling.max_surge if rolling else 1, want, round_up=True)
+        unavailable = resolve(rolling.max_unavailable if rolling else 0, want, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        if not old:
+            creates = max(want - len(current), 0)
+        else:
+            creates = max(min(want - len(current), want + surge - len(current) - len(old)), 0)
+            for pod in [p for p in old if not is_ready(p)]:
+                delete(pod, " (old template)")
+            ready_total = sum(1 for p in current if is_ready(p)) + sum(1 for p in old if is_ready(p))
+            budget = ready_total - (want - unavailable)
+            for pod in [p for p in old if is_ready(p)]:
+                if budget <= 0:
+                    break
+                delete(pod, " (old template)")
+                budget -= 1
+    for pod in current[: max(len(current) - want, 0)]:
+        delete(pod, " (scale down)")
+    for _ in range(creates):
+        pod = new_pod(deploy, pod_hash, name_suffix())
+        steps.append(Create(pod))
+        steps.append(EmitEvent(me, "SuccessfulCreate", f"Created pod {pod.metadata.name}"))
+    status, requeue = _status(deploy, [p for p in alive if p.metadata.name not in deleted], creates, pod_hash,
+                              now)
+    if status != deploy.status:
+        steps.append(Update(msgspec.structs.replace(deploy, status=status)))
+    return Actions(tuple(steps), Result(requeue))
+
+
+def _status(deploy: Deployment, kept: Sequence[Pod], creates: int, pod_hash: str,
+            now: datetime) -> tuple[DeploymentStatus, float | None]:
+    want = max(deploy.spec.replicas, 0)
+    ready = [p for p in kept if is_ready(p)]
+    min_ready = timedelta(seconds=max(deploy.spec.min_ready_seconds, 0))
+    available = 0
+    requeue: float | None = None
+    for pod in ready:
+        since = _ready_since(pod)
+        if not min_ready or since is None or since + min_ready <= now:
+            available += 1
+        else:
+            wait = (since + min_ready - now).total_seconds()
+            requeue = wait if requeue is None else min(requeue, wait)
+    updated = sum(1 for p in kept if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash) + creates
+    rolling = deploy.spec.strategy.rolling_update
+    unavailable = resolve(rolling.max_unavailable if rolling else 0, want, round_up=False)
+    is_available = available >= want - unavailable
+    cond = Condition(type="Available", status="True" if is_available else "False",
+                     reason="MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
+                     message=f"{available} of {want} replicas available", last_transition_time=rfc3339(now))
+    conditions = set_condition(deploy.status.conditions, cond)
+    status = msgspec.structs.replace(
+        deploy.status, observed_generation=deploy.metadata.generation, replicas=len(kept) + creates,
+        updated_replicas=updated, ready_replicas=len(ready), available_replicas=available,
+        unavailable_replicas=max(want - available, 0), conditions=conditions)
+    return status, requeue
+
+
+class DeploymentReconciler:
+    """Adapts ``reconcile_deployment`` to the runner: key → (Deployment, its pods) from the cache."""
+
+    name = "deployment"
+    kind = "Deployment"
+
+    def __init__(self, name_suffix: NameSuffix = random_suffix) -> None:
+        self._suffix = name_suffix
+
+    @property
+    def watches(self) -> Mapping[str, KeyMapper]:
+        return {"Deployment": own_key, "Pod": controller_owner_key("Deployment")}
+
+    def reconcile(self, key: Key, cache: Cache, now: datetime) -> Actions:
+        deploy = cache.get(key)
+        if not isinstance(deploy, Deployment):
+            return Actions()
+        pods = [p for p in cache.owned_by(deploy.metadata.uid, "Pod") if isinstance(p, Pod)]
+        return reconcile_deployment(deploy, pods, now, self._suffix)
+
+    def attach(self, enqueue: Enqueue) -> Callable[[], None]:
+        return no_trigger(enqueue)
