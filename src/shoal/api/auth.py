@@ -13,7 +13,9 @@ import msgspec
 
 from shoal.model import Status, StatusDetails
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/openapi.json", "/cacerts"})
+# Paths that authenticate themselves (the join token is checked by the join route).
+SELF_AUTHENTICATING = frozenset({"/api/v1/join"})
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
@@ -21,10 +23,13 @@ _UNAUTHORIZED = msgspec.json.encode(Status(code=401, reason="Unauthorized", mess
                                            details=StatusDetails()))
 
 
+TokenLookup = Callable[[str], str | None]
+
+
 class TokenAuth:
-    def __init__(self, app: ASGIApp, tokens: dict[str, str]) -> None:
+    def __init__(self, app: ASGIApp, lookup: TokenLookup) -> None:
         self.app = app
-        self.tokens = tokens  # token → subject
+        self.lookup = lookup  # token → subject ("admin", "node:gw-1"), None when unknown
 
     def _subject(self, scope: Scope) -> str | None:
         for key, value in scope.get("headers", ()):
@@ -32,12 +37,13 @@ class TokenAuth:
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() != "bearer" or not token:
                     return None
-                return self.tokens.get(token.strip())
+                return self.lookup(token.strip())
         return None
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
-        if scope["type"] != "http" or scope.get("path", "") in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path in SELF_AUTHENTICATING:
             await self.app(scope, receive, send)
             return
         subject = self._subject(scope)

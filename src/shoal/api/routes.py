@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
 from shoal import __version__
-from shoal.api.auth import ASGIApp, TokenAuth
+from shoal.api.auth import ASGIApp, TokenAuth, TokenLookup
 from shoal.api.errors import (
     ApiError,
     handle_api_error,
@@ -25,6 +25,7 @@ from shoal.api.errors import (
     handle_store_error,
     handle_unexpected,
 )
+from shoal.api.fieldselector import parse_field_selector
 from shoal.api.openapi import build_openapi
 from shoal.api.resources import ResourceAPI, kind_for, parse_body
 from shoal.api.watch import LineCache, parse_revision, stream
@@ -83,7 +84,8 @@ async def _list_or_watch(request: Request[Any, Any, Any], plural: str, namespace
             raise ApiError(400, f"labelSelector: {exc}") from None
         revision = parse_revision(query.get("resourceVersion", ""))
         scope = namespace if info.namespaced else None
-        return Stream(stream(state.store, state.lines, info, scope, revision, selector),
+        fields = parse_field_selector(query.get("fieldSelector", ""))
+        return Stream(stream(state.store, state.lines, info, scope, revision, selector, fields),
                       media_type="application/x-ndjson")
     result = await state.resources.list(info, namespace, query.get("labelSelector", ""),
                                         query.get("fieldSelector", ""))
@@ -322,14 +324,14 @@ ROUTES = [
 ]
 
 
-def create_app(store: Store, tokens: dict[str, str], on_heartbeat: Callable[[Sequence[str]], None],
+def create_app(store: Store, tokens: TokenLookup, on_heartbeat: Callable[[Sequence[str]], None],
                clock: Callable[[], dt.datetime], ready: Callable[[], bool] = lambda: True,
-               lifespan: Sequence[Any] = ()) -> tuple[ASGIApp, Litestar]:
+               lifespan: Sequence[Any] = (), extra_routes: Sequence[Any] = ()) -> tuple[ASGIApp, Litestar]:
     """The ASGI app (auth in front) and the Litestar app inside it."""
     state = ApiState(resources=ResourceAPI(store, clock), store=store, on_heartbeat=on_heartbeat, ready=ready,
                      openapi=msgspec.json.encode(build_openapi()))
     app = Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *extra_routes],
         openapi_config=None,
         exception_handlers={ApiError: handle_api_error, StoreError: handle_store_error,
                             HTTPException: handle_http_exception, Exception: handle_unexpected},

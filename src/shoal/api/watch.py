@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from shoal.api.errors import ApiError
+from shoal.api.fieldselector import FieldSelector
 from shoal.model import KindInfo, Selector, Status, StatusDetails
 from shoal.store.protocol import Gone, Store, WatchEvent
 
@@ -52,14 +53,16 @@ def _bookmark(kind: str, revision: int) -> bytes:
 
 
 async def stream(store: Store, cache: LineCache, info: KindInfo, namespace: str | None, from_revision: int,
-                 selector: Selector | None, bookmark_seconds: float = BOOKMARK_SECONDS) -> AsyncIterator[bytes]:
+                 selector: Selector | None, fields: FieldSelector | None = None,
+                 bookmark_seconds: float = BOOKMARK_SECONDS) -> AsyncIterator[bytes]:
     """NDJSON chunks for a watch; ends with an ERROR line on 410 and when the store closes."""
     queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
 
     async def pump() -> None:
         try:
             async for event in store.watch(info.kind, namespace, from_revision, selector):
-                queue.put_nowait(event)
+                if fields is None or fields.matches(event.object):
+                    queue.put_nowait(event)
             queue.put_nowait(None)
         except asyncio.CancelledError:
             raise

@@ -49,7 +49,7 @@ class NodeInfo(Spec, frozen=True, kw_only=True):
     agent_version: str = ""
 
 
-class NodeStatus(Spec, frozen=True, kw_only=True):
+class NodeStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
     phase: NodePhase = NodePhase.PENDING
     capacity: dict[str, Quantity] = msgspec.field(default_factory=dict)
     allocatable: dict[str, Quantity] = msgspec.field(default_factory=dict)

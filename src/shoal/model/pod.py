@@ -267,7 +267,7 @@ class PodSpec(Spec, frozen=True, kw_only=True):
     host_network: bool = False
 
 
-class ContainerStatus(Spec, frozen=True, kw_only=True):
+class ContainerStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
     name: str
     state: ContainerState = ContainerState.WAITING
     ready: bool = False
@@ -282,7 +282,7 @@ class ContainerStatus(Spec, frozen=True, kw_only=True):
     message: str = ""
 
 
-class PodStatus(Spec, frozen=True, kw_only=True):
+class PodStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
     phase: PodPhase = PodPhase.PENDING
     pod_ip: str = msgspec.field(default="", name="podIP")
     host_ip: str = msgspec.field(default="", name="hostIP")

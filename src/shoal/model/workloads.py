@@ -40,7 +40,7 @@ class DeploymentStrategy(Spec, frozen=True, kw_only=True):
     canary: Canary | None = None
 
 
-class DeploymentSpec(Spec, frozen=True, kw_only=True):
+class DeploymentSpec(Spec, frozen=True, kw_only=True, omit_defaults=False):
     replicas: int = 1
     selector: LabelSelector = msgspec.field(default_factory=LabelSelector)
     template: PodTemplateSpec = msgspec.field(default_factory=PodTemplateSpec)
@@ -52,7 +52,7 @@ class DeploymentSpec(Spec, frozen=True, kw_only=True):
     paused: bool = False
 
 
-class DeploymentStatus(Spec, frozen=True, kw_only=True):
+class DeploymentStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
     observed_generation: int = 0
     replicas: int = 0
     updated_replicas: int = 0

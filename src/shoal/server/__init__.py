@@ -1,5 +1,7 @@
-"""Server wiring: builds store, API, scheduler loop and controllers; owns their lifecycle."""
+"""Server wiring: builds store, API, scheduler loop and controllers; owns their lifecycle.
 
-from shoal.server.main import ServerOptions, run, serve
+Entry points live in ``shoal.server.main`` (``serve``, ``run``) and ``shoal.server.cli``;
+this package init imports nothing so that ``shoal server --help`` stays fast.
+"""
 
-__all__ = ["ServerOptions", "run", "serve"]
+__all__: list[str] = []

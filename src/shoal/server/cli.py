@@ -37,5 +37,7 @@ def server(
     if policy not in POLICIES:
         typer.echo(f'error: --scheduling-policy "{policy}" is not one of {", ".join(POLICIES)}', err=True)
         raise typer.Exit(2)
-    run(ServerOptions(data_dir=data_dir, bind=bind, port=port, policy=policy, tls_sans=tls_san,
-                      log_level=log_level))
+    code = run(ServerOptions(data_dir=data_dir, bind=bind, port=port, policy=policy, tls_sans=tls_san,
+                             log_level=log_level))
+    if code:
+        raise typer.Exit(code)

@@ -22,7 +22,7 @@ from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
 from shoal.server.bootstrap import prepare
 from shoal.server.scheduling import SchedulerLoop
 from shoal.store import SqliteStore
-from shoal.store.protocol import AlreadyExists, Store
+from shoal.store.protocol import AlreadyExists, Store, StoreError
 
 log = logging.getLogger("shoal.server")
 
@@ -59,10 +59,12 @@ async def serve(options: ServerOptions) -> None:
             for name in names:
                 leases.renew(name, now)
 
-        asgi, _ = create_app(store, {files.admin_token: "admin"}, on_heartbeat, utcnow, ready=lambda: ready)
+        admin = {files.admin_token: "admin"}
+        asgi, _ = create_app(store, admin.get, on_heartbeat, utcnow, ready=lambda: ready)
         config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
                                 ssl_keyfile=str(files.key_file), http="httptools", loop="none", lifespan="off",
                                 access_log=False, log_level=options.log_level, timeout_keep_alive=75,
+                                timeout_graceful_shutdown=3,
                                 backlog=4096)
         server = uvicorn.Server(config)
         stop = asyncio.Event()
@@ -79,8 +81,17 @@ async def serve(options: ServerOptions) -> None:
         await store.close()
 
 
-def run(options: ServerOptions) -> None:
+def run(options: ServerOptions) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code (3 when the server cannot start)."""
     import uvloop
 
     logging.basicConfig(level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(serve(options))
+    try:
+        uvloop.run(serve(options))
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return 3
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 3
+    return 0

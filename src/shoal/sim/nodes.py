@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.client import ApiError, AsyncClient, ClientConfig
+from shoal.client import ApiError, AsyncClient, ClientConfig, ClientError
 
 log = logging.getLogger("shoal.sim")
 HEARTBEAT_SECONDS = 2.0
@@ -113,7 +113,7 @@ class HollowFleet:
             started = time.monotonic()
             try:
                 await self._heartbeat_once(client)
-            except ApiError as exc:
+            except ClientError as exc:  # the server may be restarting: keep beating
                 log.warning("heartbeat failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.1, HEARTBEAT_SECONDS - (time.monotonic() - started)))
@@ -125,19 +125,19 @@ class HollowFleet:
 
     async def follow_pods(self, client: AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            items, revision = await client.list("pods")
-            for pod in items:
-                self._offer(pod)
             try:
+                items, revision = await client.list("pods")
+                for pod in items:
+                    self._offer(pod)
                 async for kind, pod in client.watch("pods", None, revision):
                     if kind in ("ADDED", "MODIFIED"):
                         self._offer(pod)
-                    elif kind == "ERROR":
-                        break
                     if stop.is_set():
                         return
-            except ApiError as exc:
+            except ClientError as exc:  # 410, or the server restarting: list again after a pause
                 log.info("pod watch ended (%s); re-listing", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
 
     async def report(self, client: AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -146,10 +146,13 @@ class HollowFleet:
             try:
                 await client.put_status(running_status(pod, self._started))
             except ApiError as exc:
-                if exc.status_code == 409:  # changed since the event: the newer event follows
-                    continue
-                if exc.status_code != 404:
+                if exc.status_code not in (404, 409):  # 409: changed since; its newer event follows
                     log.warning("status update for %s failed: %s", pod["metadata"]["name"], exc)
+                continue
+            except ClientError as exc:
+                log.warning("status update for %s failed: %s", pod["metadata"]["name"], exc)
+                self._queue.put_nowait(pod)
+                await asyncio.sleep(1.0)
                 continue
             if self.on_running is not None:
                 self.on_running(self._started)

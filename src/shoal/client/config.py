@@ -1,0 +1,109 @@
+"""Client configuration: which server to talk to, which CA to trust and which token to send.
+
+Owns finding the config file (``--config``, then ``$SHOAL_CONFIG``, then ``~/.shoal/config.yaml``),
+parsing it and building the TLS context. It must not open connections.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shoal.client.errors import ConfigError
+
+ENV_VAR = "SHOAL_CONFIG"
+_KEYS = ("server", "ca", "token")
+
+
+def default_path(home: Path | None = None) -> Path:
+    return (home if home is not None else Path.home()) / ".shoal" / "config.yaml"
+
+
+def resolve_path(explicit: str | None = None, env: Mapping[str, str] | None = None,
+                 home: Path | None = None) -> Path:
+    """The config file to use: ``explicit``, then ``$SHOAL_CONFIG``, then ``~/.shoal/config.yaml``."""
+    environ = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_VAR):
+        return Path(environ[ENV_VAR])
+    fallback = default_path(home)
+    if fallback.exists():
+        return fallback
+    raise ConfigError(
+        "no shoal client config found; looked at --config (not given), "
+        f"${ENV_VAR} (not set) and {fallback} (does not exist).\n"
+        "  hint: point --config at the admin.yaml that `shoal server` wrote in its data dir, e.g.\n"
+        "    shoal --config /var/lib/shoal/admin.yaml get pods\n"
+        f"    export {ENV_VAR}=/var/lib/shoal/admin.yaml"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where the server is (``server`` URL), the CA PEM to verify it with and the bearer token."""
+
+    server: str
+    ca: str = ""
+    token: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "") -> ClientConfig:
+        where = source or "client config"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping with keys server, ca and token")
+        unknown = sorted(str(k) for k in data if k not in _KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_KEYS)}")
+        for key in _KEYS:
+            if key in data and data[key] is not None and not isinstance(data[key], str):
+                raise ConfigError(f"{where}: {key} must be a string")
+        server = (data.get("server") or "").strip().rstrip("/")
+        if not server:
+            raise ConfigError(f"{where}: server is required, e.g. server: https://127.0.0.1:6443")
+        if not server.startswith(("https://", "http://")):
+            raise ConfigError(f'{where}: server "{server}" must start with https:// (or http://)')
+        return cls(server=server, ca=data.get("ca") or "", token=(data.get("token") or "").strip(),
+                   source=source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClientConfig:
+        file = Path(path)
+        try:
+            text = file.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"client config {file} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read client config {file}: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        return cls.from_mapping(data, str(file))
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What httpx should verify the server with: the configured CA, or the system roots."""
+        if not self.server.startswith("https://"):
+            return False
+        if not self.ca.strip():
+            return ssl.create_default_context()
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+            context.load_verify_locations(cadata=self.ca)  # only this CA: not the system roots
+            return context
+        except (ssl.SSLError, ValueError) as exc:
+            where = self.source or "client config"
+            raise ConfigError(f"{where}: ca is not a PEM certificate ({exc}); copy it from the "
+                              "server's admin.yaml") from None
+
+
+def load_config(explicit: str | None = None) -> ClientConfig:
+    """Find and load the config as the CLI does."""
+    return ClientConfig.load(resolve_path(explicit))
