@@ -4,7 +4,9 @@
 The load generator is wrk (C, two threads) with a Lua script that posts unique pods and stops
 after its share; a separate process holds the 100 watch streams and, a few times a second,
 creates a probe pod and times how long after the create was acknowledged each watcher sees it.
-Writes creates_per_s, create_p99_ms (wrk's latency distribution) and watch_lag_p99_ms.
+Writes creates_per_s, create_p99_ms (wrk's latency distribution) and watch_lag_p99_ms. The pods
+name a node (``spec.nodeName``) so that the scheduler stays out of the measurement: this is the
+API's write and watch path alone (benchmarks/e2e_schedule.py measures scheduling).
 
     .venv/bin/python benchmarks/api.py --json bench-results/api.json
 """
@@ -16,6 +18,7 @@ import asyncio
 import json
 import multiprocessing
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,7 @@ function request()
   sent = sent + 1
   local name = string.format("load-%d-%d", id, sent)
   local body = '{"apiVersion":"shoal/v1","kind":"Pod","metadata":{"name":"' .. name ..
-    '","labels":{"app":"load"}},"spec":{"containers":[{"name":"c","image":"busybox:1",' ..
+    '","labels":{"app":"load"}},"spec":{"nodeName":"bench-node","containers":[{"name":"c","image":"busybox:1",' ..
     '"resources":{"requests":{"cpu":"10m","memory":"8Mi"}}}]}}'
   return wrk.format("POST", "/api/v1/namespaces/bench/pods",
     {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}, body)
@@ -69,7 +72,7 @@ end
 """
 
 
-def _watchers(url: str, token: str, ca_pem: str, count: int, revision: str, stop_after: float,
+def _watchers(url: str, token: str, ca_pem: str, count: int, revision: str, stop_after: float, total: int,
               out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     """Run in its own process: ``count`` watch streams plus a probe writer; report lags."""
     import ssl
@@ -80,6 +83,7 @@ def _watchers(url: str, token: str, ca_pem: str, count: int, revision: str, stop
         acked: dict[bytes, float] = {}
         lags: list[float] = []
         events = [0] * count
+        load_seen: list[float] = []
         limits = httpx.Limits(max_connections=count + 4)
         async with httpx.AsyncClient(base_url=url, verify=context, headers=headers, limits=limits,
                                      timeout=httpx.Timeout(30, read=None)) as http:
@@ -98,6 +102,12 @@ def _watchers(url: str, token: str, ca_pem: str, count: int, revision: str, stop
                         buffer += chunk
                         *lines, buffer = buffer.split(b"\n")
                         events[index] += len(lines)
+                        if index == 0:
+                            for line in lines:
+                                if b'"name":"load-' in line and line.startswith(b'{"type":"ADDED"'):
+                                    load_seen.append(now)
+                                    if len(load_seen) == total:
+                                        out.put(("load", load_seen[0], now))
                         for line in lines:
                             if b'"name":"probe-' in line:
                                 name = re.search(rb'"name":"(probe-\d+)"', line)
@@ -109,7 +119,7 @@ def _watchers(url: str, token: str, ca_pem: str, count: int, revision: str, stop
                 out.put("ready")
                 deadline = time.monotonic() + stop_after
                 i = 0
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline and len(load_seen) < total:
                     i += 1
                     name = f"probe-{i}"
                     body = {"apiVersion": "shoal/v1", "kind": "Pod", "metadata": {"name": name},
@@ -143,27 +153,38 @@ def _load(server: BenchServer, total: int, connections: int, watchers: int, revi
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     expected_seconds = max(10.0, total / 500)
     watcher_proc = multiprocessing.Process(target=_watchers, args=(server.url, server.token, server.ca_pem,
-                                                                  watchers, revision, expected_seconds, queue))
+                                                                  watchers, revision, expected_seconds, total,
+                                                                  queue))
     watcher_proc.start()
     assert queue.get(timeout=60) == "ready"
     threads = 2
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     env = {"SHOAL_PER_THREAD": str(total // threads), "SHOAL_TOKEN": server.token, "PATH": "/usr/bin:/bin"}
-    wrk = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", "120s", "--timeout", "10s",
-                          "-s", script.name, server.url], capture_output=True, text=True, env=env, timeout=200)
-    Path(script.name).unlink()
-    match = re.search(r"RESULT created=(\d+) failed=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+)", wrk.stdout)
+    wrk = subprocess.Popen(["wrk", "-t", str(threads), "-c", str(connections), "-d", "150s", "--timeout", "10s",
+                            "-s", script.name, server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+    try:
+        message = queue.get(timeout=160)  # the first watcher saw every load pod: the run is over
+        assert message[0] == "load", message
+        _, first_seen, last_seen = message
+        wrk.send_signal(signal.SIGINT)  # wrk stops and prints its summary
+        stdout, stderr = wrk.communicate(timeout=30)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+        Path(script.name).unlink()
+    match = re.search(r"RESULT created=(\d+) failed=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+)", stdout)
     if not match:
-        raise RuntimeError(f"wrk failed:\n{wrk.stdout}\n{wrk.stderr}")
-    created, failed, duration_us, p50_us, p99_us = (int(g) for g in match.groups())
+        raise RuntimeError(f"wrk failed:\n{stdout}\n{stderr}")
+    created, failed, _, p50_us, p99_us = (int(g) for g in match.groups())
     watched = queue.get(timeout=expected_seconds + 120)
     watcher_proc.join(timeout=30)
     assert isinstance(watched, dict)
     lags = [lag * 1000 for lag in watched["lags"]]  # type: ignore[union-attr]
     return {
         "creates": created, "failed": failed, "connections": connections, "watchers": watchers,
-        "creates_per_s": round(created / (duration_us / 1e6), 1),
+        "creates_per_s": round(total / (last_seen - first_seen), 1),
         "create_p50_ms": round(p50_us / 1000, 2), "create_p99_ms": round(p99_us / 1000, 2),
         "watch_lag_p50_ms": round(percentile(lags, 50), 2), "watch_lag_p99_ms": round(percentile(lags, 99), 2),
         "watch_lag_samples": len(lags), "watch_events_delivered": watched["events"],

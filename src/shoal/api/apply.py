@@ -63,30 +63,43 @@ def _entries(live: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(e) for e in entries if isinstance(e, dict)]
 
 
+def _owned(entry: dict[str, Any]) -> set[Path]:
+    return {tuple(path) for path in entry.get("owned", [])}
+
+
+def _release(entries: list[dict[str, Any]], paths: set[Path]) -> None:
+    """Take ``paths`` away from every entry in ``entries``."""
+    for entry in entries:
+        entry["owned"] = [list(p) for p in sorted(_owned(entry) - paths)]
+
+
 def merge_apply(live: dict[str, Any] | None, config: dict[str, Any], manager: str, now: str) -> dict[str, Any]:
     """The object that results from ``manager`` applying ``config`` over ``live``."""
     result: dict[str, Any] = copy.deepcopy(live) if live else {}
     entries = _entries(result)
-    previous: dict[str, Any] = next((e.get("applied", {}) for e in entries if e.get("manager") == manager), {})
+    mine_before = next((e for e in entries if e.get("manager") == manager), {})
+    previous: dict[str, Any] = mine_before.get("applied", {})
+    owned_before = _owned(mine_before)
     others = [e for e in entries if e.get("manager") != manager]
-    other_paths = {path for e in others for path, _ in leaves(e.get("applied", {}))}
+    other_paths = set().union(*(_owned(e) for e in others)) if others else set()
     new_leaves = dict(leaves(config))
     old_leaves = dict(leaves(previous))
+    owned: set[Path] = set()
     for path, value in new_leaves.items():
         if path in other_paths and old_leaves.get(path, _MISSING) == value:
             continue  # another manager changed it since; our value did not change: theirs stands
         _set(result, path, value)
-        for entry in others:
-            _delete(entry.setdefault("applied", {}), path)
-    for path in old_leaves.keys() - new_leaves.keys():
-        if path not in other_paths:
-            _delete(result, path)
+        owned.add(path)
+    _release(others, owned)
+    for path in (old_leaves.keys() - new_leaves.keys()) & owned_before:
+        _delete(result, path)
     applied = copy.deepcopy(config)
     applied.pop("status", None)
     for key in ("resourceVersion", "uid", "managedFields", "creationTimestamp", "generation"):
         applied.get("metadata", {}).pop(key, None)
-    mine = {"manager": manager, "operation": "Apply", "time": now, "applied": applied}
-    kept = [e for e in others if e.get("applied")]
+    mine = {"manager": manager, "operation": "Apply", "time": now, "applied": applied,
+            "owned": [list(p) for p in sorted(owned)]}
+    kept = [e for e in others if e.get("owned")]
     result.setdefault("metadata", {})["managedFields"] = [*kept, mine]
     for key in ("apiVersion", "kind"):
         if key in config:
@@ -96,22 +109,20 @@ def merge_apply(live: dict[str, Any] | None, config: dict[str, Any], manager: st
 
 def record_update(live: dict[str, Any], manager: str, fields: dict[str, Any], now: str) -> dict[str, Any]:
     """Record that ``manager`` set ``fields`` (e.g. ``{"spec": {"replicas": 5}}``) by an update,
-    taking ownership of those paths from every other manager."""
+    taking ownership of those paths from every other manager (whose last-applied values stay)."""
     result = copy.deepcopy(live)
-    paths = [path for path, _ in leaves(fields)]
+    paths = {path for path, _ in leaves(fields)}
     entries = _entries(result)
-    for entry in entries:
-        if entry.get("manager") != manager:
-            for path in paths:
-                _delete(entry.setdefault("applied", {}), path)
+    _release([e for e in entries if e.get("manager") != manager], paths)
     current = next((e for e in entries if e.get("manager") == manager), None)
     if current is None:
         current = {"manager": manager, "operation": "Update", "applied": {}}
         entries.append(current)
     for path, value in leaves(fields):
         _set(current.setdefault("applied", {}), path, value)
+    current["owned"] = [list(p) for p in sorted(_owned(current) | paths)]
     current["time"] = now
-    result.setdefault("metadata", {})["managedFields"] = [e for e in entries if e.get("applied")]
+    result.setdefault("metadata", {})["managedFields"] = [e for e in entries if e.get("owned")]
     return result
 
 
@@ -123,6 +134,7 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
         meta.pop("resourceVersion", None)
         for entry in meta.get("managedFields", []):
             entry.pop("time", None)
+        meta["managedFields"] = sorted(meta.get("managedFields", []), key=lambda e: str(e.get("manager")))
         return doc
     return strip(a) == strip(b)
 

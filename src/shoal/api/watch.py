@@ -8,7 +8,6 @@ the server writes batches, not a line per event per watcher.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
@@ -56,52 +55,35 @@ async def stream(store: Store, cache: LineCache, info: KindInfo, namespace: str 
                  selector: Selector | None, fields: FieldSelector | None = None,
                  bookmark_seconds: float = BOOKMARK_SECONDS) -> AsyncIterator[bytes]:
     """NDJSON chunks for a watch; ends with an ERROR line on 410 and when the store closes."""
-    queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async for event in store.watch(info.kind, namespace, from_revision, selector):
-                if fields is None or fields.matches(event.object):
-                    queue.put_nowait(event)
-            queue.put_nowait(None)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # delivered to the consumer, which owns this task
-            queue.put_nowait(exc)
-
-    task = asyncio.create_task(pump(), name=f"watch-{info.plural}")
+    try:
+        events = store.watch(info.kind, namespace, from_revision, selector)
+    except Gone as exc:
+        yield _gone(exc)
+        return
     last_revision = from_revision or store.revision
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=bookmark_seconds)
+                batch = await asyncio.wait_for(events.next_batch(_MAX_BATCH), timeout=bookmark_seconds)
             except TimeoutError:
                 yield _bookmark(info.kind, last_revision)
                 continue
-            chunk: list[bytes] = []
-            while True:
-                if item is None:
-                    if chunk:
-                        yield b"".join(chunk)
-                    return
-                if isinstance(item, Gone):
-                    chunk.append(_error_line(410, "Expired", str(item) or
-                                             "the resourceVersion is too old; list again and watch from its "
-                                             "resourceVersion"))
-                    yield b"".join(chunk)
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                chunk.append(cache.line(item))
-                last_revision = item.revision
-                if queue.empty() or len(chunk) >= _MAX_BATCH:
-                    break
-                item = queue.get_nowait()
-            yield b"".join(chunk)
+            except StopAsyncIteration:
+                return
+            except Gone as exc:
+                yield _gone(exc)
+                return
+            last_revision = batch[-1].revision
+            lines = [cache.line(e) for e in batch if fields is None or fields.matches(e.object)]
+            if lines:
+                yield b"".join(lines)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await events.aclose()
+
+
+def _gone(exc: Gone) -> bytes:
+    return _error_line(410, "Expired", str(exc) or "the resourceVersion is too old; list again and watch from "
+                       "its resourceVersion")
 
 
 def parse_revision(text: str) -> int:

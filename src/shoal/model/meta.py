@@ -25,12 +25,13 @@ class OwnerReference(Spec, frozen=True, kw_only=True):
 
 
 class ManagedFieldsEntry(Spec, frozen=True, kw_only=True):
-    """What one field manager last applied: the set of leaf paths it owns, with its values."""
+    """What one field manager last applied (``applied``) and the leaf paths it owns now (``owned``)."""
 
     manager: str
     operation: str = "Apply"
     time: str = ""
     applied: dict[str, Any] = msgspec.field(default_factory=dict)
+    owned: list[list[str]] = msgspec.field(default_factory=list)
 
 
 class ObjectMeta(Spec, frozen=True, kw_only=True):

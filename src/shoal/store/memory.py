@@ -156,6 +156,27 @@ class WatchStream:
             sub.wakeup = asyncio.get_running_loop().create_future()
             await sub.wakeup
 
+    async def next_batch(self, limit: int = 512) -> list[WatchEvent]:
+        """Every event available now, in order (at least one, at most ``limit``); waits for the
+        first. Lets a consumer with many watchers write batches instead of one event at a time."""
+        sub = self._sub
+        while True:
+            if sub.replay or sub.pending:
+                batch: list[WatchEvent] = []
+                while sub.replay and len(batch) < limit:
+                    batch.append(sub.replay.popleft())
+                while sub.pending and len(batch) < limit:
+                    batch.append(sub.pending.popleft())
+                return batch
+            if sub.error is not None:
+                self._release()
+                raise sub.error
+            if sub.closed:
+                self._release()
+                raise StopAsyncIteration
+            sub.wakeup = asyncio.get_running_loop().create_future()
+            await sub.wakeup
+
     async def aclose(self) -> None:
         self._sub.closed = True
         self._sub.replay.clear()

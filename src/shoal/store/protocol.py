@@ -7,7 +7,6 @@ Structs; the store owns ``metadata.uid``, ``resourceVersion``, ``generation`` an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -79,6 +78,20 @@ class ListResult:
     revision: int  # the store revision the list is consistent with
 
 
+class WatchIterator(Protocol):
+    """A watch: iterate it event by event, or take what is ready in batches."""
+
+    def __aiter__(self) -> WatchIterator: ...
+
+    async def __anext__(self) -> WatchEvent: ...
+
+    async def next_batch(self, limit: int = 512) -> list[WatchEvent]:
+        """Every event ready now (at least one); ``StopAsyncIteration`` when the store closes."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 class Store(Protocol):
     """Durable desired state. ``kind`` is the model kind name ("Pod"); cluster-scoped kinds
     use namespace "". Writes return the stored object with its new ``resourceVersion``."""
@@ -112,7 +125,7 @@ class Store(Protocol):
         ...
 
     def watch(self, kind: str | None, namespace: str | None = None, from_revision: int = 0,
-              selector: Selector | None = None) -> AsyncIterator[WatchEvent]:
+              selector: Selector | None = None) -> WatchIterator:
         """Events after ``from_revision`` (0 = from now), replayed from the event log then
         live, in revision order. ``Gone`` when ``from_revision`` was compacted away.
         ``kind=None`` watches every kind."""

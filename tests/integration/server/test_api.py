@@ -7,8 +7,9 @@ import threading
 
 from tests.conftest import RunningServer
 
+# Pinned to a node so that the scheduler leaves these pods alone: the tests see only their own writes.
 POD = {"apiVersion": "shoal/v1", "kind": "Pod", "metadata": {"name": "p1", "labels": {"app": "web"}},
-       "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}
+       "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox:1"}]}}
 DEPLOY = {"apiVersion": "shoal/v1", "kind": "Deployment", "metadata": {"name": "web"},
           "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
                    "template": {"metadata": {"labels": {"app": "web"}},
@@ -48,7 +49,7 @@ def test_crud_and_errors(server: RunningServer) -> None:
         conflict = http.put(f"{PODS}/p1", json=stale)
         assert conflict.status_code == 409 and conflict.json()["reason"] == "Conflict"
         missing = http.get(f"{PODS}/nope")
-        assert missing.status_code == 404 and missing.json()["details"]["name"] == ""
+        assert missing.status_code == 404 and missing.json()["details"]["name"] == "nope"
         assert http.delete(f"{PODS}/p1").status_code == 200
         assert http.get(f"{PODS}/p1").status_code == 404
 
