@@ -124,6 +124,7 @@ def pull(
     platform: Annotated[str | None, typer.Option(help="OS/ARCH[/VARIANT]; default: this node's.")] = None,
     jobs: JobsOption = 4,
     quiet: QuietOption = False,
+    unpack: Annotated[bool, typer.Option("--unpack", help="Also unpack its layers for the runtime.")] = False,
 ) -> None:
     """Pull an image (the right platform of a multi-arch index) into the local store."""
     from shoal.image.platform import parse_platform
@@ -133,10 +134,11 @@ def pull(
     def work() -> Any:
         ref = parse_reference(reference)
         want = parse_platform(platform) if platform else None
+        store = _store(root)
         with _progress(quiet) as progress:
-            return asyncio.run(
+            result = asyncio.run(
                 pull_image(
-                    _store(root),
+                    store,
                     ref,
                     platform=want,
                     credentials=_creds(creds),
@@ -145,6 +147,11 @@ def pull(
                     progress=progress,
                 )
             )
+        if unpack:
+            from shoal.image.layers import LayerCache
+
+            LayerCache(store).ensure(result.name)
+        return result
 
     result = _run(work)
     fetched = sum(d.size for d in result.fetched)
@@ -309,3 +316,78 @@ def load(
 
     for name in _run(lambda: load_archive(_store(root), archive)):
         typer.echo(f"Loaded image: {name}")
+
+
+class _BuildReporter:
+    """Step lines on stderr; RUN output dimmed on a terminal, plain otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console, self.quiet = Console(stderr=True, highlight=False, emoji=False), quiet
+
+    def step(self, stage: str, index: int, total: int, text: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold][{index}/{total}][/bold] [cyan]{stage}[/cyan] {text}", markup=True)
+
+    def output(self, line: str) -> None:
+        if not self.quiet:
+            self.console.print(f"  {line}", style="dim", markup=False)
+
+    def done(self, cached: bool, seconds: float) -> None:
+        if not self.quiet:
+            self.console.print(f"  [green]{'CACHED' if cached else 'done'}[/green] {seconds:.2f}s", markup=True)
+
+
+@app.command()
+def build(
+    context: Annotated[str, typer.Argument(help="Build context directory.")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="NAME[:TAG] to give the image.")] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="Dockerfile (default CONTEXT/Dockerfile).")] = None,
+    build_arg: Annotated[list[str] | None, typer.Option("--build-arg", help="K=V for an ARG.")] = None,
+    platform: Annotated[str | None, typer.Option(help="OS/ARCH[/VARIANT] of the image.")] = None,
+    network: Annotated[str, typer.Option(help="'none' (default) or 'host' for RUN steps.")] = "none",
+    target: Annotated[str | None, typer.Option(help="Build up to this stage.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the layer cache.")] = False,
+    root: RootOption = DEFAULT_ROOT,
+    quiet: QuietOption = False,
+) -> None:
+    """Build an image from a Dockerfile (RUN steps run in runc containers)."""
+    from pathlib import Path
+
+    from shoal.image.builder import Builder, BuildOptions
+    from shoal.image.dockerfile import parse
+    from shoal.image.platform import parse_platform
+
+    def work() -> Any:
+        ctx = Path(context)
+        if not ctx.is_dir():
+            raise ValueError(f"build context {context!r} is not a directory")
+        if network not in ("none", "host"):
+            raise ValueError(f"--network {network!r}: use 'none' or 'host'")
+        args: dict[str, str] = {}
+        for item in build_arg or []:
+            key, eq, value = item.partition("=")
+            if not eq:
+                value = os.environ.get(key, "")
+            args[key] = value
+        path = Path(file) if file else ctx / "Dockerfile"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such Dockerfile; pass one with -f") from None
+        opts = BuildOptions(
+            context=ctx,
+            dockerfile=parse(text, str(path)),
+            tags=tuple(tag or ()),
+            build_args=args,
+            platform=parse_platform(platform) if platform else None,
+            network_host=network == "host",
+            target=target,
+            no_cache=no_cache,
+        )
+        return Builder(_store(root), _BuildReporter(quiet)).build(opts)
+
+    result = _run(work)
+    typer.echo(f"{', '.join(result.names) or '<unnamed>'}: {result.digest} "
+               f"({result.steps} steps, {result.cached_steps} cached)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -48,6 +49,8 @@ class _ShoalGroup(TyperGroup):
 def _root(ctx: typer.Context, config: ConfigOption = None, namespace: NamespaceOption = None) -> None:
     """shoal: run containers and wasm modules on a fleet of edge nodes."""
     ctx.obj = Session(config_path=config, namespace_flag=namespace)
+    if config:  # sub-apps (sim, image) read the same config through the environment
+        os.environ["SHOAL_CONFIG"] = str(config)
 
 
 def _version(

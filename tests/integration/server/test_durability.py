@@ -15,7 +15,7 @@ PODS = "/api/v1/namespaces/default/pods"
 
 def _pod(i: int) -> dict[str, object]:
     return {"apiVersion": "shoal/v1", "kind": "Pod", "metadata": {"name": f"p-{i:04d}"},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox:1"}]}}  # the scheduler skips it
 
 
 async def _create_until_killed(server: RunningServer, acked: dict[str, int]) -> None:
