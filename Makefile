@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := runc conmon nftables iproute2 mosquitto busybox-static docker-registry skopeo wrk \
-	containernetworking-plugins jq procps psmisc ca-certificates
+	containernetworking-plugins jq procps psmisc ca-certificates podman
 DEB_COMMANDS := runc conmon nft ip mosquitto busybox docker-registry skopeo wrk jq
 
 .PHONY: install deps venv lint test unit integration e2e demo demo-down bench clean

@@ -17,7 +17,7 @@ import msgspec
 from shoal.image import mediatypes as mt
 from shoal.image.content import ContentStore
 from shoal.image.mediatypes import Compression
-from shoal.image.oci import Descriptor, Manifest
+from shoal.image.oci import Descriptor, Manifest, encode
 from shoal.image.platform import host_platform
 
 
@@ -71,4 +71,18 @@ def create_image(
         desc = Descriptor(media_type=mt.OCI_MANIFEST, digest=store.put(body), size=len(body))
         if name is not None:
             store.set_image(name, desc)
+    return desc
+
+
+def write_image(
+    store: ContentStore, names: Sequence[str], layers: Sequence[Descriptor], config_doc: dict[str, Any]
+) -> Descriptor:
+    """Store ``config_doc`` and a manifest over layer blobs already in the store; name it ``names``."""
+    config_body = msgspec.json.encode(config_doc, order="sorted")
+    config_desc = Descriptor(media_type=mt.OCI_CONFIG, digest=store.put(config_body), size=len(config_body))
+    manifest = Manifest(schema_version=2, media_type=mt.OCI_MANIFEST, config=config_desc, layers=list(layers))
+    body = encode(manifest)
+    desc = Descriptor(media_type=mt.OCI_MANIFEST, digest=store.put(body), size=len(body))
+    for name in names:
+        store.set_image(name, desc)
     return desc

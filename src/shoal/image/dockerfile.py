@@ -150,8 +150,8 @@ def parse(text: str, source: str = "Dockerfile") -> Dockerfile:
         if keyword == "SHELL" and exec_form is None:
             raise DockerfileError(source, line, 'SHELL must be a JSON array, e.g. SHELL ["/bin/sh", "-c"]')
         if keyword in ("COPY", "ADD"):
-            words = exec_form if exec_form is not None else tuple(expand_words(rest, {}, source, line))
-            if len(words) < 2:
+            sources = exec_form if exec_form is not None else tuple(expand_words(rest, {}, source, line))
+            if len(sources) < 2:
                 raise DockerfileError(source, line, f"{keyword} needs at least one source and a destination")
         if keyword in ("ENV", "ARG", "LABEL", "USER", "WORKDIR", "EXPOSE", "FROM"):
             expand_words(rest, {}, source, line)  # reject unterminated quotes now, with the line

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,8 @@ from shoal.image.content import ContentStore, atomic_write
 from shoal.image.errors import DigestMismatchError
 from shoal.image.oci import chain_ids, decode_config
 from shoal.image.unpack import LayerStats, UnpackLimits, WhiteoutMode, apply_layer
+
+_UNPACK_WORKERS = 4
 
 
 class LayerCache:
@@ -42,15 +45,27 @@ class LayerCache:
 
     def ensure(self, image: str) -> list[Path]:
         """Unpack what is missing; return the diff dirs bottom layer first."""
-        blobs, diff_ids, chains = self._plan(image)
-        out = []
+        blobs, diff_ids, _ = self._plan(image)
+        return self.ensure_layers(blobs, diff_ids)
+
+    def ensure_layers(self, blobs: list[str], diff_ids: list[str]) -> list[Path]:
+        """Unpack the given layer blobs (bottom first, blobs already in the store) where missing."""
+        chains = chain_ids(diff_ids)
+        finals = [self.layer_dir(chain) for chain in chains]
+        todo = [
+            (blob, diff_id, final)
+            for blob, diff_id, final in zip(blobs, diff_ids, finals, strict=True)
+            if not (final / "layer.json").exists()
+        ]
         with self.store.lease():
-            for blob, diff_id, chain in zip(blobs, diff_ids, chains, strict=True):
-                final = self.layer_dir(chain)
-                if not (final / "layer.json").exists():
-                    self._unpack(blob, diff_id, final)
-                out.append(final / "diff")
-        return out
+            if len(todo) == 1:
+                self._unpack(*todo[0])
+            elif todo:
+                # Layers are independent diff dirs: unpack them in parallel (zlib and file I/O
+                # release the GIL). list() re-raises the first failure.
+                with ThreadPoolExecutor(max_workers=min(_UNPACK_WORKERS, len(todo))) as pool:
+                    list(pool.map(lambda job: self._unpack(*job), todo))
+        return [final / "diff" for final in finals]
 
     def _unpack(self, blob: str, diff_id: str, final: Path) -> None:
         tmp = final.with_name(f".tmp-{final.name[:16]}-{os.getpid()}")

@@ -148,7 +148,8 @@ def write_layer(
     digest = "sha256:" + sink.blob.hexdigest()
     os.replace(tmp, store.blob_path(digest))
     media_type = mt.OCI_LAYER_GZIP if level is not None else mt.OCI_LAYER
-    return LayerBlob(Descriptor(media_type=media_type, digest=digest, size=sink.size), "sha256:" + hashed.hash.hexdigest())
+    desc = Descriptor(media_type=media_type, digest=digest, size=sink.size)
+    return LayerBlob(desc, "sha256:" + hashed.hash.hexdigest())
 
 
 def entries_from_upper(upper: Path, skip: Iterable[str] = ()) -> list[Entry]:
