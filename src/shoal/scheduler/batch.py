@@ -45,7 +45,8 @@ class BatchPlacer:
         self.state = state
         self._classes: dict[int, _ClassScores] = {}
         self._keep: list[PodClass] = []  # keeps id() keys valid for the call
-        self._spreads: dict[str, tuple[np.ndarray, list[int]]] = {}  # owner → (scores, [log position])
+        self._spreads: dict[tuple[str, int], tuple[np.ndarray, list[int]]] = {}  # (owner, weight) → ...
+        self._buffer = np.empty(len(state.nodes), dtype=np.int64)
         self._zone_members: dict[int, np.ndarray] = {}
 
     def _build(self, cls: PodClass, vector: np.ndarray) -> _ClassScores:
@@ -98,13 +99,13 @@ class BatchPlacer:
                 self._refresh_rows(cls, entry, np.fromiter(sorted(changed), dtype=np.intp, count=len(changed)))
         return entry
 
-    def _spread(self, owner: str) -> np.ndarray:
-        """TopologySpread of every node for ``owner``'s next pod, refreshing only changed zones."""
+    def _spread(self, owner: str, weight: int) -> np.ndarray:
+        """weight × TopologySpread of every node for ``owner``'s next pod, refreshing only changed zones."""
         state = self.state
         changes = state.owner_log.get(owner, [])
-        cached = self._spreads.get(owner)
+        cached = self._spreads.get((owner, weight))
         if cached is None or len(changes) - cached[1][0] > SPREAD_REFRESH_MAX:
-            cached = self._spreads[owner] = (spread_scores(owner, state), [len(changes)])
+            cached = self._spreads[owner, weight] = (weight * spread_scores(owner, state), [len(changes)])
             return cached[0]
         scores, position = cached
         if position[0] < len(changes):
@@ -114,7 +115,7 @@ class BatchPlacer:
                 members = self._zone_members.get(zone)
                 if members is None:
                     members = self._zone_members[zone] = np.flatnonzero(zone_idx == zone)
-                scores[members] = (100 // (1 + per_node[members]) + 100 // (1 + per_zone[zone])) // 2
+                scores[members] = weight * ((100 // (1 + per_node[members]) + 100 // (1 + per_zone[zone])) // 2)
             position[0] = len(changes)
         return scores
 
@@ -134,7 +135,7 @@ class BatchPlacer:
             return k if start and feasible[k] else None
         spread_weight = cls.policy.weights.get(TOPOLOGY_SPREAD, 0)
         if spread_weight and view.owner is not None:
-            score = score + spread_weight * self._spread(view.owner)
+            score = np.add(score, self._spread(view.owner, spread_weight), out=self._buffer)
         j = int(score.argmax())
         return j if score[j] >= 0 else None
 

@@ -11,8 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import msgspec
-
+from shoal.model.codec import encode
 from shoal.model.meta import LabelSelectorRequirement
 from shoal.model.node import LABEL_ARCH
 from shoal.model.pod import Container, Pod, PodSpec
@@ -167,11 +166,10 @@ class ClassCache:
 
     def __init__(self) -> None:
         self._classes: dict[tuple[bytes, str, str], PodClass] = {}
-        self._encoder = msgspec.json.Encoder()
 
     def view(self, pod: Pod, default: Policy, group_sizes: Mapping[str, int]) -> PodView:
         policy, error = resolve_policy(pod, default, group_sizes)
-        spec_key = self._encoder.encode(pod.spec)
+        spec_key = encode(pod.spec)
         key = (spec_key, policy.name, error)
         cls = self._classes.get(key)
         if cls is None:

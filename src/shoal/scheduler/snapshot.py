@@ -178,7 +178,8 @@ class ClusterSnapshot:
         self._label_columns: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         self._rtt_columns: dict[str, np.ndarray] = {}
         for array in (self.alloc, self.used, self.zone_idx, self.taint_idx, self.energy, self.min_priority,
-                      self.battery, self.arch):
+                      self.battery, self.arch, *self.port_masks.values(), *self.image_masks.values(),
+                      *self.owner_counts.values()):
             array.flags.writeable = False
 
     def _mask(self, masks: dict[tuple[str, int], np.ndarray] | dict[str, np.ndarray], item: object) -> np.ndarray:
@@ -247,7 +248,9 @@ class ClusterSnapshot:
         new.owner_sizes = dict(self.owner_sizes)
         for owner in {pod.owner for _, pod in added if pod.owner is not None}:
             new.owner_sizes[owner] = int(new.owner_counts[owner].sum())
-        new.used.flags.writeable = new.min_priority.flags.writeable = False
+        for array in (new.used, new.min_priority, *new.port_masks.values(), *new.image_masks.values(),
+                      *new.owner_counts.values()):
+            array.flags.writeable = False
         return new
 
     def __len__(self) -> int:
