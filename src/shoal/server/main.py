@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import datetime as dt
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
