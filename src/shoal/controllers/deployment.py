@@ -38,6 +38,7 @@ from shoal.model import (
     Condition,
     Deployment,
     ObjectMeta,
+    ObjectReference,
     OwnerReference,
     Pod,
     PodPhase,
@@ -116,6 +117,18 @@ def new_pod(deploy: Deployment, pod_hash: str, suffix: str) -> Pod:
     return Pod(metadata=metadata, spec=template.spec)
 
 
+EVENT_NAMES_SHOWN = 3
+
+
+def _summary(me: ObjectReference, reason: str, verb: str, names: list[str]) -> list[EmitEvent]:
+    """One event per pod for a few pods; one summary event for a bulk change (a scale to 10,000
+    would otherwise write 10,000 events)."""
+    if len(names) <= EVENT_NAMES_SHOWN:
+        return [EmitEvent(me, reason, f"{verb} pod {name}") for name in names]
+    shown = ", ".join(names[:EVENT_NAMES_SHOWN])
+    return [EmitEvent(me, reason, f"{verb} {len(names)} pods: {shown}, ...")]
+
+
 def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
                          name_suffix: NameSuffix = random_suffix) -> Actions:
     """One step of the Deployment toward ``spec.replicas`` pods of its current template."""
@@ -126,12 +139,13 @@ def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
     pod_hash = template_hash(spec.template)
     steps: list[Action] = []
     deleted: set[str] = set()
+    removed: list[str] = []
     me = ref_of(deploy)
 
     def delete(pod: Pod, why: str) -> None:
         deleted.add(pod.metadata.name)
         steps.append(delete_of(pod))
-        steps.append(EmitEvent(me, "SuccessfulDelete", f"Deleted pod {pod.metadata.name}{why}"))
+        removed.append(f"{pod.metadata.name}{why}")
 
     live = [p for p in pods if not _is_gone(p)]
     for pod in live:
@@ -167,10 +181,10 @@ def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
                 budget -= 1
     for pod in current[: max(len(current) - want, 0)]:
         delete(pod, " (scale down)")
-    for _ in range(creates):
-        pod = new_pod(deploy, pod_hash, name_suffix())
-        steps.append(Create(pod))
-        steps.append(EmitEvent(me, "SuccessfulCreate", f"Created pod {pod.metadata.name}"))
+    added = [new_pod(deploy, pod_hash, name_suffix()) for _ in range(creates)]
+    steps.extend(Create(pod) for pod in added)
+    steps.extend(_summary(me, "SuccessfulDelete", "Deleted", removed))
+    steps.extend(_summary(me, "SuccessfulCreate", "Created", [p.metadata.name for p in added]))
     status, requeue = _status(deploy, [p for p in alive if p.metadata.name not in deleted], creates, pod_hash,
                               now)
     if status != deploy.status:
