@@ -24,6 +24,7 @@ __all__ = [
     "RestartTrack",
     "decide",
     "next_backoff",
+    "restarted",
     "should_restart",
 ]
 
@@ -62,7 +63,7 @@ def next_backoff(previous: float, ran_for: float) -> float:
     """The delay before the next restart: 1 s first, doubling, capped at 5 min, reset after 10 s up."""
     if previous <= 0 or ran_for >= RESET_AFTER:
         return INITIAL_BACKOFF
-    return min(previous * 2, MAX_BACKOFF)
+    return min(max(previous * 2, INITIAL_BACKOFF), MAX_BACKOFF)
 
 
 def _exit_key(info: ContainerInfo) -> str:

@@ -10,6 +10,7 @@ registers its Node itself afterwards.
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 import msgspec
@@ -49,8 +50,9 @@ def _decode(body: bytes) -> JoinRequest:
     try:
         return msgspec.json.decode(body, type=JoinRequest)
     except msgspec.ValidationError as exc:
-        path = str(exc).rpartition("at `$.")[2].rstrip("`") if "at `$." in str(exc) else ""
-        field = {"nodeName": "nodeName", "csr": "csr"}.get(path.split(".")[0], path)
+        text = str(exc)
+        found = re.search(r"at `\$\.(\w+)|field `(\w+)`", text)
+        field = (found.group(1) or found.group(2)) if found else ""
         raise ApiError(422, f"join request is invalid: {exc}; send "
                        '{"nodeName": "<name>", "csr": "<PEM certificate request>"}',
                        causes=[FieldError(field, str(exc))]) from None

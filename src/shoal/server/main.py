@@ -17,9 +17,11 @@ from pathlib import Path
 
 import uvicorn
 
+from shoal.api.join import join_routes
 from shoal.api.routes import create_app
 from shoal.controllers import LeaseTable, build_controllers, run_controllers
 from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
+from shoal.pki.nodecreds import NodeCredentials
 from shoal.server.bootstrap import prepare
 from shoal.server.scheduling import SchedulerLoop
 from shoal.store import SqliteStore
@@ -70,7 +72,13 @@ async def serve(options: ServerOptions) -> None:
                 leases.renew(name, now)
 
         admin = {files.admin_token: "admin"}
-        asgi, _ = create_app(store, admin.get, on_heartbeat, utcnow, ready=lambda: ready)
+        credentials = NodeCredentials(options.data_dir / "node-credentials.json")
+
+        def subject_of(token: str) -> str | None:
+            return admin.get(token) or credentials.lookup(token)
+
+        asgi, _ = create_app(store, subject_of, on_heartbeat, utcnow, ready=lambda: ready,
+                             extra_routes=join_routes(files.ca, files.join_token.secret, credentials))
         config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
                                 ssl_keyfile=str(files.key_file), http="httptools", loop="none", lifespan="off",
                                 access_log=False, log_level=options.log_level, timeout_keep_alive=75,

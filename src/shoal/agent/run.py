@@ -1,0 +1,144 @@
+"""The agent's command line and process lifecycle: parse options, join (once), run until SIGTERM.
+
+Options are parsed with argparse so the agent process never loads typer (which converts
+options with pydantic) or rich; ``shoal.agent.cli`` mounts this under ``shoal agent`` and
+``python -m shoal.agent`` calls it directly. Heavy modules (OCI driver, image package,
+cryptography) load only when the agent runs. It must not import server-side layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "parser"]
+
+log = logging.getLogger("shoal.agent")
+_JOIN_RETRY_MAX = 30.0
+_REEXEC = -1
+
+EXAMPLE = """example:
+  shoal agent --server https://10.0.0.1:6443 --token "$(cat /var/lib/shoal/node-token)" \\
+      --data-dir /var/lib/shoal-agent --labels shoal.io/zone=plant-a
+
+The token is needed only the first time; restarted on the same --data-dir the agent is the same
+node and adopts the containers that kept running.
+"""
+
+
+def parser(prog: str = "shoal agent") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Run the node agent: join the cluster, register the Node and run "
+                                            "the pods the server assigns to it.")
+    env = os.environ.get
+    p.add_argument("--server", default=env("SHOAL_SERVER", ""),
+                   help="the server URL, e.g. https://10.0.0.1:6443 (env SHOAL_SERVER)")
+    p.add_argument("--token", default=env("SHOAL_TOKEN", ""),
+                   help="the join token from the server's data dir (node-token); only needed the first time "
+                        "(env SHOAL_TOKEN)")
+    p.add_argument("--data-dir", default="/var/lib/shoal-agent",
+                   help="identity, cache, containers and images of this node (default: %(default)s)")
+    p.add_argument("--name", default="", help="node name (default: the host name)")
+    p.add_argument("--labels", default="", help="node labels, e.g. shoal.io/zone=plant-a,tier=edge")
+    p.add_argument("--runc-root", default="/run/shoal/runc", help="runc's state dir (default: %(default)s)")
+    p.add_argument("--cgroup-parent", default="/shoal", help="parent cgroup of all pods (default: %(default)s)")
+    p.add_argument("--image-root", default="", help="image content store (default: DATA_DIR/images)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return p
+
+
+def main(argv: Sequence[str], prog: str = "shoal agent") -> int:
+    """Run the agent with command line ``argv``; the process exit code (2 = usage, 1 = refused)."""
+    from shoal.agent.nodeinfo import parse_labels
+
+    args = parser(prog).parse_args(list(argv))
+    if not args.server.startswith(("https://", "http://")):
+        print(f"error: --server must be a URL like https://10.0.0.1:6443 (got {args.server!r})", file=sys.stderr)
+        return 2
+    try:
+        labels = parse_labels(args.labels)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    code = asyncio.run(_main(args.server, args.token, Path(args.data_dir).absolute(), args.name, labels,
+                             Path(args.runc_root), args.cgroup_parent,
+                             Path(args.image_root) if args.image_root else None))
+    if code == _REEXEC:
+        # Joining loaded cryptography (~10 MB) for one CSR; a fresh process on the same data dir
+        # is the same node without it. Same PID, so supervisors do not notice.
+        log.info("joined the cluster; restarting the agent process to release join-time memory")
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    return code
+
+
+async def _identity(stop: asyncio.Event, server: str, token: str, data_dir: Path, name: str) -> object:
+    from shoal.agent.identity import JoinError, JoinRefused, load_identity, load_or_join
+
+    if load_identity(data_dir) is None and not token:
+        raise JoinRefused(f"{data_dir} has no node identity yet: pass --token with the server's join token "
+                          "(node-token in its data dir)")
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(load_or_join, data_dir, server, token, name or None)
+        except JoinRefused:
+            raise
+        except JoinError as exc:
+            delay = min(delay * 2, _JOIN_RETRY_MAX)
+            log.warning("%s; retrying in %gs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
+
+
+async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict[str, str], runc_root: Path,
+                cgroup_parent: str, image_root: Path | None) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shoal.agent.agent import Agent, AgentOptions
+    from shoal.agent.cache import PodCache
+    from shoal.agent.identity import JoinRefused, NodeIdentity
+    from shoal.agent.images import ImageService
+    from shoal.agent.nodeinfo import node_manifest, probe_facts
+    from shoal.agent.pods import PodContext
+    from shoal.runtime.oci import OciDriver
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2, thread_name_prefix="agent-io"))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        identity = await _identity(stop, server, token, data_dir, name)
+    except JoinRefused as exc:
+        log.error("%s", exc)
+        return 1
+    if not isinstance(identity, NodeIdentity):
+        return 0
+    if "cryptography" in sys.modules:  # this process just joined
+        return _REEXEC
+    facts = probe_facts(data_dir, server)
+    cache = PodCache(data_dir / "agent.db")
+    driver = OciDriver(root_dir=data_dir / "containers", runc_root=runc_root, cgroup_parent=cgroup_parent)
+    ctx = PodContext(driver=driver, images=ImageService(image_root or data_dir / "images"), cache=cache,
+                     pods_dir=data_dir / "pods", host_ip=facts.address, publish=lambda uid: None)
+    options = AgentOptions(node_name=identity.name, client=identity.client_config(server),
+                           node_manifest=node_manifest(identity.name, facts, labels), labels=labels)
+    agent = Agent(options, ctx)
+    log.info("node %s: agent running (data dir %s)", identity.name, data_dir)
+    try:
+        await agent.run(stop)
+    finally:
+        cache.close()
+    log.info("node %s: agent stopped; containers keep running", identity.name)
+    return 0

@@ -1,0 +1,121 @@
+"""Pod status as the agent reports it, built from the driver's view of each container.
+
+Pure: ``pod_status`` turns ``ContainerView``s (driver info, restart track, why a container is
+still waiting) into the ``status`` dict of a Pod (phase, containerStatuses, conditions Ready,
+ContainersReady and Initialized, hostIP, startTime), keeping conditions other parts of shoal set
+(Scheduled) and transition times of conditions that did not change. It must not do I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.agent.restarts import RestartTrack
+from shoal.model.pod import ContainerState, PodPhase, RestartPolicy
+from shoal.runtime.protocol import ContainerInfo
+
+__all__ = ["CRASH_LOOP", "ContainerView", "container_status", "pod_phase", "pod_status", "timestamp"]
+
+CRASH_LOOP = "CrashLoopBackOff"
+CREATING = "ContainerCreating"
+_OWN_CONDITIONS = ("Initialized", "ContainersReady", "Ready")
+_LIVE = (ContainerState.RUNNING, ContainerState.PAUSED)
+
+
+def timestamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerView:
+    name: str
+    image: str
+    info: ContainerInfo | None  # None: not created yet
+    track: RestartTrack = field(default_factory=RestartTrack)
+    waiting_reason: str = ""  # why it is not created yet (ContainerCreating, ErrImagePull, ...)
+    waiting_message: str = ""
+
+
+def container_status(view: ContainerView) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": view.name, "image": view.image, "restartCount": view.track.restart_count}
+    info = view.info
+    if info is None:
+        out.update(state=ContainerState.WAITING.value, reason=view.waiting_reason or CREATING)
+        if view.waiting_message:
+            out["message"] = view.waiting_message
+        return out
+    out["containerId"] = info.id
+    if info.started_at:
+        out["startedAt"] = timestamp(info.started_at)
+    if info.state is ContainerState.STOPPED:
+        if info.finished_at:
+            out["finishedAt"] = timestamp(info.finished_at)
+        if info.exit_code is not None:
+            out["exitCode"] = info.exit_code
+        if view.track.next_start is not None and not view.track.finished:
+            out.update(state=ContainerState.WAITING.value, reason=CRASH_LOOP,
+                       message=f"back-off {view.track.backoff:g}s restarting failed container {view.name}; "
+                               f"next retry at {timestamp(view.track.next_start)}"
+                               + (f" (last exit: {info.reason.value})" if info.reason else ""))
+            return out
+        out["state"] = ContainerState.STOPPED.value
+        if info.reason:
+            out["reason"] = info.reason.value
+        return out
+    out["state"] = info.state.value
+    out["ready"] = info.state is ContainerState.RUNNING
+    if view.waiting_reason:
+        out["reason"] = view.waiting_reason
+        out["message"] = view.waiting_message
+    return out
+
+
+def pod_phase(views: Sequence[ContainerView], policy: RestartPolicy) -> PodPhase:
+    if not views or any(v.info is None for v in views):
+        return PodPhase.PENDING
+    infos = [v.info for v in views if v.info is not None]
+    if all(i.state is ContainerState.STOPPED for i in infos) and all(v.track.finished for v in views):
+        return PodPhase.SUCCEEDED if all(i.exit_code == 0 for i in infos) else PodPhase.FAILED
+    if any(i.state in _LIVE for i in infos) or any(
+            i.state is ContainerState.STOPPED and not v.track.finished for v, i in zip(views, infos, strict=True)):
+        return PodPhase.RUNNING
+    return PodPhase.PENDING
+
+
+def _condition(ctype: str, ok: bool, previous: dict[str, dict[str, Any]], now: str, reason: str) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    old = previous.get(ctype)
+    since = old.get("lastTransitionTime", now) if old and old.get("status") == status else now
+    out: dict[str, Any] = {"type": ctype, "status": status, "lastTransitionTime": since}
+    if not ok and reason:
+        out["reason"] = reason
+    return out
+
+
+def pod_status(views: Sequence[ContainerView], policy: RestartPolicy, *, host_ip: str, start_time: str,
+               previous: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The pod's new ``status``; ``previous`` is its current status (conditions others own are kept)."""
+    stamp = timestamp(now)
+    statuses = [container_status(v) for v in views]
+    phase = pod_phase(views, policy)
+    all_running = bool(views) and all(v.info is not None and v.info.state is ContainerState.RUNNING for v in views)
+    old = {c.get("type", ""): c for c in previous.get("conditions") or [] if isinstance(c, dict)}
+    not_ready = [s["name"] for s in statuses if s.get("state") != ContainerState.RUNNING.value]
+    reason = "ContainersNotReady" if not_ready else ""
+    if phase in (PodPhase.SUCCEEDED, PodPhase.FAILED):
+        reason = "PodCompleted"
+    conditions = [c for t, c in old.items() if t not in _OWN_CONDITIONS]
+    conditions += [_condition("Initialized", True, old, stamp, ""),
+                   _condition("ContainersReady", all_running, old, stamp, reason),
+                   _condition("Ready", all_running, old, stamp, reason)]
+    status: dict[str, Any] = {key: value for key, value in previous.items()
+                              if key in ("podIP", "qosClass")}
+    status.update(phase=phase.value, hostIP=host_ip, conditions=conditions, containerStatuses=statuses)
+    if start_time:
+        status["startTime"] = start_time
+    if not_ready and phase is PodPhase.RUNNING:
+        status["message"] = f"containers not ready: {', '.join(not_ready)}"
+    return status
