@@ -111,7 +111,7 @@ def test_a_silent_node_goes_offline_and_its_deployment_pods_move(server: Running
     wait_for(lambda: _json(server, "node", "gone-0000")["status"]["phase"] == "Offline", timeout=15,
              message="the silent node is Offline")
     offline_after = time.monotonic() - silenced
-    assert 7 <= offline_after <= 13, offline_after
+    assert 5.5 <= offline_after <= 12, offline_after  # 8 s after the last heartbeat (sent every 2 s)
 
     def replaced() -> bool:
         pods = _pods(server)
