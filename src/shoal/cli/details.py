@@ -81,9 +81,9 @@ def _scores(annotation: str) -> list[str]:
         return ["Scheduling scores:", f"  {annotation}"]
     if isinstance(scores, dict):
         ranked = sorted(scores.items(), key=lambda kv: -kv[1] if isinstance(kv[1], int | float) else 0)
-        rows = [[str(node), score if isinstance(score, str) else json.dumps(score)]
-                for node, score in ranked]
-        return ["Scheduling scores:", *_indent(render_table(["NODE", "SCORE"], rows))]
+        rows = [[str(plugin), score if isinstance(score, str) else json.dumps(score)]
+                for plugin, score in ranked]
+        return ["Scheduling scores (why this node won):", *_indent(render_table(["PLUGIN", "SCORE"], rows))]
     return ["Scheduling scores:", f"  {json.dumps(scores)}"]
 
 

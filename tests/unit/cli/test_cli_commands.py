@@ -205,8 +205,8 @@ def test_describe_scheduled_pod_shows_scores(shoal: Shoal, fake: FakeApi) -> Non
     scheduled["metadata"]["annotations"] = {"shoal.io/scheduling-scores": '{"gw-1": 40, "gw-2": 87}'}
     fake.seed(scheduled)
     out = shoal("describe", "po/web-1").stdout
-    assert "Scheduling scores:" in out
-    score_lines = out.split("Scheduling scores:")[1].splitlines()
+    assert "Scheduling scores (why this node won):" in out
+    score_lines = out.split("Scheduling scores (why this node won):")[1].splitlines()
     assert score_lines[2].split() == ["gw-2", "87"]
 
 
