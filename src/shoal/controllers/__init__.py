@@ -21,6 +21,7 @@ from shoal.controllers.deployment import (
 )
 from shoal.controllers.events import EventRecorder, event_name
 from shoal.controllers.gc import GarbageCollector, reconcile_orphan
+from shoal.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, NodeIPAM, assign_pod_cidr
 from shoal.controllers.nodelifecycle import GRACE_SECONDS, LeaseTable, NodeLifecycle, offline_toleration, reconcile_node
 from shoal.controllers.queue import WorkQueue
 from shoal.controllers.runner import Controller, ControllerStats, Reconciler, run_controllers
@@ -29,19 +30,58 @@ NODE_SWEEP_SECONDS = 1.0
 
 
 def build_controllers(store: ObjectStore, leases: LeaseTable, clock: Callable[[], datetime], *,
-                      workers: int = 2, node_sweep: float = NODE_SWEEP_SECONDS) -> list[Controller]:
-    """The controllers the server runs: deployments, garbage collection and node lifecycle."""
+                      workers: int = 2, node_sweep: float = NODE_SWEEP_SECONDS,
+                      cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR,
+                      node_mask: int = DEFAULT_NODE_MASK) -> list[Controller]:
+    """The controllers the server runs: deployments, garbage collection, node lifecycle and, unless
+    ``cluster_cidr`` is None, pod CIDRs for nodes."""
+    ipam = [] if cluster_cidr is None else [Controller(NodeIPAM(cluster_cidr, node_mask), store, clock, workers=1)]
     return [
         Controller(DeploymentReconciler(), store, clock, workers=workers),
         Controller(GarbageCollector(), store, clock, workers=1),
         Controller(NodeLifecycle(leases, leases.grace), store, clock, workers=1, sweep_interval=node_sweep),
+        *ipam,
     ]
 
 
 __all__ = [
-    "GRACE_SECONDS", "NODE_SWEEP_SECONDS", "Action", "Actions", "Cache", "Controller", "ControllerStats", "Create",
-    "Delete", "DeploymentReconciler", "EmitEvent", "EventRecorder", "EventType", "GarbageCollector", "Informer",
-    "Key", "LeaseTable", "NodeLifecycle", "ObjectStore", "Reconciler", "Result", "Update", "WorkQueue",
-    "build_controllers", "error_code", "event_name", "offline_toleration", "random_suffix", "reconcile_deployment",
-    "reconcile_node", "reconcile_orphan", "ref_of", "run_controllers", "scale_down_order", "template_hash",
+    "DEFAULT_CLUSTER_CIDR",
+    "DEFAULT_NODE_MASK",
+    "GRACE_SECONDS",
+    "NODE_SWEEP_SECONDS",
+    "Action",
+    "Actions",
+    "Cache",
+    "Controller",
+    "ControllerStats",
+    "Create",
+    "Delete",
+    "DeploymentReconciler",
+    "EmitEvent",
+    "EventRecorder",
+    "EventType",
+    "GarbageCollector",
+    "Informer",
+    "Key",
+    "LeaseTable",
+    "NodeIPAM",
+    "NodeLifecycle",
+    "ObjectStore",
+    "Reconciler",
+    "Result",
+    "Update",
+    "WorkQueue",
+    "assign_pod_cidr",
+    "build_controllers",
+    "error_code",
+    "event_name",
+    "offline_toleration",
+    "random_suffix",
+    "reconcile_deployment",
+    "reconcile_node",
+    "reconcile_orphan",
+    "ref_of",
+    "run_controllers",
+    "scale_down_order",
+    "template_hash",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import typer
@@ -21,6 +22,8 @@ def server(
                                     "Spread, LowLatency, EnergySaver."),
     tls_san: list[str] = typer.Option([], "--tls-san", help="Extra name or IP for the server certificate."),
     log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error."),
+    cluster_cidr: str = typer.Option("10.77.0.0/16", "--cluster-cidr", help="Pod addresses of the whole fleet."),
+    node_cidr_mask: int = typer.Option(24, "--node-cidr-mask-size", help="Size of each node's pod CIDR."),
 ) -> None:
     """Start the server. On first start it creates DIR/admin.yaml (for the CLI) and DIR/node-token
     (for agents).
@@ -37,7 +40,16 @@ def server(
     if policy not in POLICIES:
         typer.echo(f'error: --scheduling-policy "{policy}" is not one of {", ".join(POLICIES)}', err=True)
         raise typer.Exit(2)
+    try:
+        network = ipaddress.ip_network(cluster_cidr)
+    except ValueError:
+        typer.echo(f'error: --cluster-cidr "{cluster_cidr}" is not a network; e.g. 10.77.0.0/16', err=True)
+        raise typer.Exit(2) from None
+    if not network.prefixlen <= node_cidr_mask <= network.max_prefixlen:
+        typer.echo(f"error: --node-cidr-mask-size {node_cidr_mask} must be between {network.prefixlen} and "
+                   f"{network.max_prefixlen} for {cluster_cidr}", err=True)
+        raise typer.Exit(2)
     code = run(ServerOptions(data_dir=data_dir, bind=bind, port=port, policy=policy, tls_sans=tls_san,
-                             log_level=log_level))
+                             log_level=log_level, cluster_cidr=cluster_cidr, node_cidr_mask=node_cidr_mask))
     if code:
         raise typer.Exit(code)

@@ -19,7 +19,13 @@ import uvicorn
 
 from shoal.api.join import join_routes
 from shoal.api.routes import create_app
-from shoal.controllers import LeaseTable, build_controllers, run_controllers
+from shoal.controllers import (
+    DEFAULT_CLUSTER_CIDR,
+    DEFAULT_NODE_MASK,
+    LeaseTable,
+    build_controllers,
+    run_controllers,
+)
 from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
 from shoal.pki.nodecreds import NodeCredentials
 from shoal.server.bootstrap import prepare
@@ -38,6 +44,8 @@ class ServerOptions:
     policy: str = "BestFit"
     tls_sans: list[str] = field(default_factory=list)
     log_level: str = "warning"
+    cluster_cidr: str = DEFAULT_CLUSTER_CIDR
+    node_cidr_mask: int = DEFAULT_NODE_MASK
 
 
 def utcnow() -> dt.datetime:
@@ -87,7 +95,8 @@ async def serve(options: ServerOptions) -> None:
         server = uvicorn.Server(config)
         stop = asyncio.Event()
         scheduler = SchedulerLoop(store, utcnow, options.policy)
-        controllers = build_controllers(store, leases, utcnow)
+        controllers = build_controllers(store, leases, utcnow, cluster_cidr=options.cluster_cidr,
+                                        node_mask=options.node_cidr_mask)
         async with asyncio.TaskGroup() as group:
             group.create_task(scheduler.run(stop), name="scheduler")
             group.create_task(run_controllers(controllers, stop), name="controllers")

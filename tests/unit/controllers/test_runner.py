@@ -36,7 +36,8 @@ def setup(sweep: float = 0.05) -> tuple[MemStore, FakeClock, LeaseTable, list[Co
     clock = FakeClock()
     store = MemStore(clock)
     leases = LeaseTable(started_at=clock())
-    return store, clock, leases, build_controllers(store, leases, clock, node_sweep=sweep)
+    # pod CIDR assignment has its own tests; here nodes must see only lifecycle writes
+    return store, clock, leases, build_controllers(store, leases, clock, node_sweep=sweep, cluster_cidr=None)
 
 
 def test_deployment_gets_its_pods_and_a_deleted_pod_is_replaced() -> None:
@@ -245,7 +246,7 @@ def test_server_restart_never_declares_live_nodes_offline() -> None:
         await store.create(online_node("n1"))
         clock.advance(3600)  # the server was down for an hour; stored state says Online
         leases = LeaseTable(started_at=clock())
-        controllers = build_controllers(store, leases, clock, node_sweep=0.05)
+        controllers = build_controllers(store, leases, clock, node_sweep=0.05, cluster_cidr=None)
         writes = store.writes[("MODIFIED", "Node")]
         async with running(controllers):
             clock.advance(7)
