@@ -106,6 +106,7 @@ async def launch_conmon(argv: Sequence[str], stderr_path: Path, timeout: float =
                 stderr=err,
                 pass_fds=(write_fd,),
                 env={**os.environ, "_OCI_SYNCPIPE": str(write_fd)},
+                cwd=stderr_path.parent,  # conmon writes files such as "oom" into its working dir
             )
     finally:
         os.close(write_fd)
