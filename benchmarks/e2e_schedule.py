@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHOAL, BenchServer, running_server, write_json  # noqa: E402
+from _common import SHOAL, BenchServer, running_server, write_json
 
 
 def _count(server: BenchServer) -> tuple[int, int, int]:

@@ -3,6 +3,7 @@
 Imports nothing else from shoal. Public API below; kinds are listed in ``registry.KINDS``.
 """
 
+from shoal.model.allocation import NodeAllocation
 from shoal.model.base import API_VERSION, Object
 from shoal.model.codec import decode_json, decode_object, encode, to_builtins
 from shoal.model.config import ConfigMap, Secret
@@ -39,8 +40,8 @@ from shoal.model.workloads import Deployment
 __all__ = [
     "API_VERSION", "BY_KIND", "BY_PLURAL", "DEFAULT_NAMESPACE", "KINDS", "Condition", "ConfigMap",
     "Container", "ContainerState", "ContainerStatus", "Deployment", "Event", "FieldError", "KindInfo",
-    "LabelSelector", "Namespace", "Node", "NodePhase", "NodeSpec", "NodeStatus", "Object", "ObjectMeta",
-    "ObjectReference", "OwnerReference", "Pod", "PodPhase", "PodSpec", "PodStatus", "PodTemplateSpec",
+    "LabelSelector", "Namespace", "Node", "NodeAllocation", "NodePhase", "NodeSpec", "NodeStatus", "Object",
+    "ObjectMeta", "ObjectReference", "OwnerReference", "Pod", "PodPhase", "PodSpec", "PodStatus", "PodTemplateSpec",
     "Secret", "Selector", "SelectorError", "Service", "Status", "StatusCause", "StatusDetails", "Taint",
     "Toleration", "UnknownKindError", "ValidationError", "condition", "decode_json", "decode_object",
     "encode", "from_label_selector", "info_of", "lookup", "parse_selector", "set_condition", "to_builtins",

@@ -75,7 +75,10 @@ def translate(exc: msgspec.ValidationError, cls: type[Any], prefix: str = "") ->
     match = _AT.match(str(exc))
     message = match.group("msg") if match else str(exc)
     path = (match.group("path") if match else "") or ""
-    full = lambda p: f"{prefix}.{p}" if prefix and p else (prefix or p)  # noqa: E731
+
+    def full(p: str) -> str:
+        return f"{prefix}.{p}" if prefix and p else (prefix or p)
+
     if unknown := _UNKNOWN.match(message):
         field = unknown.group("field")
         struct = _struct_at(cls, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shoal.model.allocation import NodeAllocation
 from shoal.model.base import Object
 from shoal.model.config import ConfigMap, Secret
 from shoal.model.event import Event
@@ -42,6 +43,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ConfigMap", "configmaps", "configmap", ("cm",), True, ConfigMap, has_status=False),
     KindInfo("Secret", "secrets", "secret", (), True, Secret, has_status=False),
     KindInfo("Event", "events", "event", ("ev",), True, Event, has_status=False),
+    KindInfo("NodeAllocation", "nodeallocations", "nodeallocation", ("na",), False, NodeAllocation, has_status=False),
 )
 
 BY_KIND = {info.kind: info for info in KINDS}
