@@ -152,7 +152,7 @@ def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
         if _is_finished(pod):
             delete(pod, f" ({pod.status.phase})")
     alive = [p for p in live if not _is_finished(p)]
-    current = scale_down_order(p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash)
+    current = [p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash]
     old = scale_down_order(p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) != pod_hash)
     creates = 0
     if spec.strategy.type == StrategyType.RECREATE:
@@ -179,8 +179,9 @@ def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
                     break
                 delete(pod, " (old template)")
                 budget -= 1
-    for pod in current[: max(len(current) - want, 0)]:
-        delete(pod, " (scale down)")
+    if len(current) > want:  # sorting 10,000 pods on every reconcile only to keep them all is waste
+        for pod in scale_down_order(current)[: len(current) - want]:
+            delete(pod, " (scale down)")
     added = [new_pod(deploy, pod_hash, name_suffix()) for _ in range(creates)]
     steps.extend(Create(pod) for pod in added)
     steps.extend(_summary(me, "SuccessfulDelete", "Deleted", removed))

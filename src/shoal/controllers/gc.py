@@ -46,6 +46,8 @@ class GarbageCollector:
         return mappers
 
     def _dependents(self, owner: Object, cache: Cache) -> list[Key]:
+        if cache.by_uid(meta(owner).uid) is not None:
+            return []  # the owner still exists (a status write, a scale): nothing to collect
         keys = []
         for obj in cache.owned_by(meta(owner).uid):
             key = (type(obj).__name__, meta(obj).namespace, meta(obj).name)

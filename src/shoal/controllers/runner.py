@@ -25,6 +25,7 @@ from shoal.controllers.queue import BACKOFF_BASE, BACKOFF_MAX, WorkQueue
 from shoal.model import Object
 
 WRITE_CONCURRENCY = 256  # store writes in flight per controller
+RELATED_CHANGE_DELAY = 0.5  # seconds to coalesce changes of related objects into one reconcile
 log = logging.getLogger(__name__)
 
 KeyMapper = Callable[[Object, Cache], Iterable[Key]]
@@ -120,10 +121,14 @@ class _Running:
         mapper = self._mappers.get(kind)
         if mapper is None:
             return
+        # A change to the reconciled kind itself is handled at once; changes to related objects
+        # (a Deployment's pods) are coalesced, so that 10,000 pod status writes cost a few
+        # reconciles of their owner rather than 10,000.
+        delay = 0.0 if kind == self.reconciler.kind else RELATED_CHANGE_DELAY
         for obj in (old, new):
             if obj is not None:
                 for key in mapper(obj, self.informer.cache):
-                    self.queue.add(key)
+                    self.queue.add_after(key, delay)
 
     async def sweep(self, interval: float) -> None:
         await self.informer.synced.wait()

@@ -55,6 +55,12 @@ class SchedulerLoop:
         self._wake = asyncio.Event()
         self._messages: dict[PodKey, str] = {}
         self.committer = Committer(store, self, clock)
+        # The fleet as the scheduler sees it, kept between rounds: this loop's own bindings are
+        # added to it (``with_pods``); anything else that changes capacity (a node event, a bound
+        # pod that goes away or finishes, a pod bound by someone else) drops it for a rebuild.
+        self._snapshot: ClusterSnapshot | None = None
+        self._in_flight: set[PodKey] = set()
+        self._bound_this_round: list[Pod] = []
 
     # -- the committer's view of the cache (PodCache) ----------------------------------------
     @property
@@ -77,6 +83,7 @@ class SchedulerLoop:
             self.committer.forget_node(node.metadata.name)
         else:
             self.nodes[node.metadata.name] = node
+        self._snapshot = None
         self._unpark()
 
     def _remember(self, key: PodKey, pod: Pod | None) -> Pod | None:
@@ -104,9 +111,12 @@ class SchedulerLoop:
             self._losses.pop(key, None)
             self._messages.pop(key, None)
             if old is not None and old.spec.node_name:
+                self._snapshot = None
                 self._unpark()
             return
         old = self._remember(key, pod)
+        if pod.spec.node_name and (old is None or not old.spec.node_name) and key not in self._in_flight:
+            self._snapshot = None  # bound by someone else
         if _is_pending(pod):
             if key not in self.parked:
                 self.pending[key] = None
@@ -115,6 +125,7 @@ class SchedulerLoop:
             self.pending.pop(key, None)
             self.parked.pop(key, None)
             if old is not None and old.spec.node_name and not _is_bound_active(pod):
+                self._snapshot = None
                 self._unpark()  # a finished pod frees its node's resources
 
     def _unpark(self) -> None:
@@ -192,11 +203,25 @@ class SchedulerLoop:
         pods = [self.pods[k] for k in keys if k in self.pods and _is_pending(self.pods[k])]
         if not pods:
             return
-        bound = [p for p in self.pods.values() if _is_bound_active(p)]
-        snapshot = ClusterSnapshot.build(list(self.nodes.values()), bound)
+        snapshot = self._snapshot
+        if snapshot is None:
+            bound = [p for p in self.pods.values() if _is_bound_active(p)]
+            snapshot = ClusterSnapshot.build(list(self.nodes.values()), bound)
+        self._snapshot = snapshot
         decisions = schedule(snapshot, pods, self.policy, self.clock())
         per_node: dict[str, list[Binding]] = {}
         semaphore = asyncio.Semaphore(COMMIT_CONCURRENCY)
+        self._in_flight = {d.pod_key for d in decisions if isinstance(d, Binding)}
+        self._bound_this_round = []
+        try:
+            await self._commit_round(decisions, per_node, semaphore)
+        finally:
+            self._in_flight = set()
+        if self._snapshot is snapshot:  # nothing invalidated it meanwhile: add what was bound
+            self._snapshot = snapshot.with_pods(self._bound_this_round)
+
+    async def _commit_round(self, decisions: Sequence[Binding | Unschedulable | Preemption],
+                            per_node: dict[str, list[Binding]], semaphore: asyncio.Semaphore) -> None:
         async with asyncio.TaskGroup() as group:
             for decision in decisions:
                 if isinstance(decision, Binding):
@@ -213,6 +238,7 @@ class SchedulerLoop:
             except StoreError:
                 log.exception("could not commit %d binding(s) to node %s", len(bindings), node)
                 result = NodeCommit(lost=[binding.pod_key for binding in bindings])
+        self._bound_this_round.extend(result.bound)
         for pod in result.bound:
             key = (pod.metadata.namespace, pod.metadata.name)
             self._remember(key, pod)  # count it at once, before its watch event arrives
@@ -220,6 +246,8 @@ class SchedulerLoop:
             self._losses.pop(key, None)
         for key in result.lost:
             self._retry_later(key)
+        if result.lost:  # someone else committed where this loop thought there was room
+            self._snapshot = None
 
     async def _commit(self, decision: Unschedulable | Preemption, semaphore: asyncio.Semaphore) -> None:
         async with semaphore:

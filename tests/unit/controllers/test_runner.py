@@ -152,7 +152,7 @@ def test_idle_controllers_do_not_spin() -> None:
             await eventually(lambda: len(pods(store)) == 2, what="pods")
             await eventually(lambda: [d.status.replicas for d in store.objects("Deployment")
                                       if isinstance(d, Deployment)] == [2], what="status")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # past the coalescing delay for related changes
             settled = [c.stats.reconciles for c in controllers]
             writes = sum(store.writes.values())
             await asyncio.sleep(0.3)
