@@ -13,7 +13,7 @@ import msgspec
 
 from shoal.model import Status, StatusDetails
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/version", "/openapi.json", "/cacerts"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/version", "/openapi.json", "/cacerts"})
 # Paths that authenticate themselves (the join token is checked by the join route).
 SELF_AUTHENTICATING = frozenset({"/api/v1/join"})
 Scope = MutableMapping[str, Any]

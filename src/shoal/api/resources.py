@@ -204,8 +204,7 @@ class ResourceAPI:
         if not manager:
             raise ApiError(422, "fieldManager is required for apply, e.g. ?fieldManager=shoal-cli")
         scope = self._scope(info, namespace)
-        validated = self._decode(config, info, scope, name)  # reject bad input before merging
-        config = to_builtins(validated) if not isinstance(config, dict) else config
+        self._decode(config, info, scope, name)  # reject bad input before merging anything
         for _ in range(APPLY_RETRIES):
             try:
                 old: Object | None = await self.store.get(info.kind, scope, name)

@@ -14,9 +14,10 @@ from typing import Any
 
 from shoal.cli.common import render_table
 from shoal.cli.render import NONE, age, event_time, node_status, pod_status, service_ports
+from shoal.model.pod import ANNOTATION_SCHEDULING_SCORES
 
 Obj = dict[str, Any]
-SCORES_ANNOTATION = "shoal.io/scheduling-scores"
+SCORES_ANNOTATION = ANNOTATION_SCHEDULING_SCORES
 _W = 18
 
 

@@ -16,6 +16,9 @@ from shoal.model.meta import Condition, LabelSelectorRequirement, ObjectMeta
 Quantity = str | int | float
 
 
+ANNOTATION_SCHEDULING_SCORES = "shoal.io/scheduling-scores"  # the winning node's per-plugin scores (JSON)
+
+
 class PodPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"

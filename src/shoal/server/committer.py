@@ -24,6 +24,7 @@ import msgspec
 
 from shoal.model import Condition, Node, ObjectMeta, Pod, PodPhase, set_condition
 from shoal.model.allocation import NodeAllocation, NodeAllocationSpec, PodAllocation
+from shoal.model.pod import ANNOTATION_SCHEDULING_SCORES
 from shoal.scheduler import Binding
 from shoal.scheduler.snapshot import node_info
 from shoal.server.ledger import Admission, RequestsMemo, admit, allocation_of, prune
@@ -32,7 +33,7 @@ from shoal.store.protocol import AlreadyExists, Conflict, NotFound, Store
 log = logging.getLogger("shoal.scheduler")
 LEDGER_KIND = "NodeAllocation"
 MAX_LEDGER_ATTEMPTS = 5
-SCORES_ANNOTATION = "shoal.io/scheduling-scores"
+SCORES_ANNOTATION = ANNOTATION_SCHEDULING_SCORES
 PodKey = tuple[str, str]
 _encode = msgspec.json.Encoder().encode
 
