@@ -11,6 +11,7 @@ import httpx
 from tests.conftest import RunningServer, start_server, stop_process
 
 PODS = "/api/v1/namespaces/default/pods"
+KILL_AFTER = 300
 
 
 def _pod(i: int) -> dict[str, object]:
@@ -30,8 +31,8 @@ async def _create_until_killed(server: RunningServer, acked: dict[str, int]) -> 
                 return
             if response.status_code == 201:
                 acked[f"p-{i:04d}"] = int(response.json()["metadata"]["resourceVersion"])
-                if len(acked) == 300:
-                    server.kill(signal.SIGKILL)
+                if len(acked) >= KILL_AFTER and server.process.poll() is None:
+                    server.process.send_signal(signal.SIGKILL)  # mid-flight: hundreds still in the air
 
         await asyncio.gather(*(one(i) for i in range(1000)))
 
@@ -43,9 +44,11 @@ def test_acknowledged_creates_survive_kill_9(tmp_path: Path) -> None:
     try:
         asyncio.run(_create_until_killed(first, acked))
     finally:
+        if len(acked) >= KILL_AFTER:
+            first.process.wait(timeout=30)
         stop_process(first.process)
+    assert len(acked) >= KILL_AFTER, f"only {len(acked)} creates were acknowledged:\n{first.log()[-3000:]}"
     assert first.process.returncode == -signal.SIGKILL
-    assert len(acked) >= 300
     second = start_server(data_dir, port=first.port)
     try:
         with second.http() as http:
