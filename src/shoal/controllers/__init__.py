@@ -19,12 +19,14 @@ from shoal.controllers.deployment import (
     scale_down_order,
     template_hash,
 )
+from shoal.controllers.endpoints import EndpointsController, endpoints_for
 from shoal.controllers.events import EventRecorder, event_name
 from shoal.controllers.gc import GarbageCollector, reconcile_orphan
 from shoal.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, NodeIPAM, assign_pod_cidr
 from shoal.controllers.nodelifecycle import GRACE_SECONDS, LeaseTable, NodeLifecycle, offline_toleration, reconcile_node
 from shoal.controllers.queue import WorkQueue
 from shoal.controllers.runner import Controller, ControllerStats, Reconciler, run_controllers
+from shoal.controllers.serviceip import DEFAULT_SERVICE_CIDR, ServiceIPAllocator, allocate_service
 
 NODE_SWEEP_SECONDS = 1.0
 
@@ -32,7 +34,8 @@ NODE_SWEEP_SECONDS = 1.0
 def build_controllers(store: ObjectStore, leases: LeaseTable, clock: Callable[[], datetime], *,
                       workers: int = 2, node_sweep: float = NODE_SWEEP_SECONDS,
                       cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR,
-                      node_mask: int = DEFAULT_NODE_MASK) -> list[Controller]:
+                      node_mask: int = DEFAULT_NODE_MASK,
+                      service_cidr: str = DEFAULT_SERVICE_CIDR) -> list[Controller]:
     """The controllers the server runs: deployments, garbage collection, node lifecycle and, unless
     ``cluster_cidr`` is None, pod CIDRs for nodes."""
     ipam = [] if cluster_cidr is None else [Controller(NodeIPAM(cluster_cidr, node_mask), store, clock, workers=1)]
@@ -41,12 +44,15 @@ def build_controllers(store: ObjectStore, leases: LeaseTable, clock: Callable[[]
         Controller(GarbageCollector(), store, clock, workers=1),
         Controller(NodeLifecycle(leases, leases.grace), store, clock, workers=1, sweep_interval=node_sweep),
         *ipam,
+        Controller(ServiceIPAllocator(service_cidr), store, clock, workers=1),  # one worker: no double allocation
+        Controller(EndpointsController(), store, clock, workers=workers),
     ]
 
 
 __all__ = [
     "DEFAULT_CLUSTER_CIDR",
     "DEFAULT_NODE_MASK",
+    "DEFAULT_SERVICE_CIDR",
     "GRACE_SECONDS",
     "NODE_SWEEP_SECONDS",
     "Action",
@@ -58,6 +64,7 @@ __all__ = [
     "Delete",
     "DeploymentReconciler",
     "EmitEvent",
+    "EndpointsController",
     "EventRecorder",
     "EventType",
     "GarbageCollector",
@@ -69,10 +76,13 @@ __all__ = [
     "ObjectStore",
     "Reconciler",
     "Result",
+    "ServiceIPAllocator",
     "Update",
     "WorkQueue",
+    "allocate_service",
     "assign_pod_cidr",
     "build_controllers",
+    "endpoints_for",
     "error_code",
     "event_name",
     "offline_toleration",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shoal.model.allocation import NodeAllocation
 from shoal.model.base import Object
 from shoal.model.config import ConfigMap, Secret
+from shoal.model.endpoints import Endpoints
 from shoal.model.event import Event
 from shoal.model.namespace import Namespace
 from shoal.model.node import Node
@@ -43,6 +44,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ConfigMap", "configmaps", "configmap", ("cm",), True, ConfigMap, has_status=False),
     KindInfo("Secret", "secrets", "secret", (), True, Secret, has_status=False),
     KindInfo("Event", "events", "event", ("ev",), True, Event, has_status=False),
+    KindInfo("Endpoints", "endpoints", "endpoints", ("ep",), True, Endpoints, has_status=False),
     KindInfo("NodeAllocation", "nodeallocations", "nodeallocation", ("na",), False, NodeAllocation, has_status=False),
 )
 
