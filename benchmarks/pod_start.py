@@ -130,7 +130,7 @@ def bench_shoal(env: AgentEnv, image: str, count: int) -> tuple[list[float], flo
         time.sleep(2)
         agent = env.procs[-1].pid
         conmons = [int(p.read_text()) for p in env.data_dir.glob("containers/*/conmon.pid")]
-        helpers = [c for c in _children(agent)]
+        helpers = _children(agent)
         agent_kb = _rss_kb(agent)
         node_kb = agent_kb + sum(_rss_kb(p) for p in {*conmons, *helpers})
         for i in range(10):

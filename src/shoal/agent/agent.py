@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.agent.edgestatus import EDGE_FACTS_SECONDS, EdgeStatusReporter
 from shoal.agent.pods import PodContext, PodWorker
 from shoal.client import ApiError, AsyncClient, ClientConfig, ClientError, ServerUnreachable
 
@@ -50,6 +52,8 @@ class AgentOptions:
     client: ClientConfig
     node_manifest: dict[str, Any]
     labels: dict[str, str] = field(default_factory=dict)
+    zone_probes: dict[str, tuple[str, int]] = field(default_factory=dict)  # --zone-probe ZONE=HOST:PORT
+    edge_facts_interval: float = EDGE_FACTS_SECONDS
 
 
 class Agent:
@@ -63,6 +67,9 @@ class Agent:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.listed = asyncio.Event()  # set after the first successful pod list
+        self.registered = asyncio.Event()  # set once the Node exists on the server
+        self.edge = EdgeStatusReporter(options.node_name, options.zone_probes, options.node_manifest["metadata"]
+                                       ["labels"], interval=options.edge_facts_interval)
 
     @property
     def name(self) -> str:
@@ -88,6 +95,7 @@ class Agent:
             return
         self.ctx.cache.put_pod(pod)
         if worker is None or worker.deleted:
+            log.debug("pod %s/%s: new on this node", meta.get("namespace") or "default", meta.get("name"))
             worker = PodWorker(self.ctx, pod)
             self.workers[uid] = worker
             self._spawn(self._run_worker(worker), f"pod {worker.key}")
@@ -137,6 +145,7 @@ class Agent:
                 if not registered:
                     await self._register(client)
                     registered = True
+                    self.registered.set()
                 await client.heartbeat(self.name)
                 backoff.reset()
                 delay = HEARTBEAT_SECONDS
@@ -212,7 +221,14 @@ class Agent:
     async def _put_status(self, client: AsyncClient, worker: PodWorker) -> None:
         meta = {k: v for k, v in (worker.pod.get("metadata") or {}).items() if k != "resourceVersion"}
         body = {**worker.pod, "metadata": meta, "status": worker.status}
+        began = time.perf_counter()
         await client.put_status(body)
+        log.debug("pod %s: status %s written in %.1f ms", worker.key, worker.status.get("phase"),
+                  (time.perf_counter() - began) * 1000)
+
+    async def _edge_facts(self, client: AsyncClient, stop: asyncio.Event) -> None:
+        await self.registered.wait()
+        await self.edge.run(client, stop)
 
     async def _remove_orphans(self) -> None:
         """Containers of pods this node no longer has (deleted while the agent was down)."""
@@ -237,6 +253,7 @@ class Agent:
                     self._spawn(self._heartbeat(client, stop), "heartbeat")
                     self._spawn(self._follow_pods(client, stop), "pods")
                     self._spawn(self._report(client, stop), "status")
+                    self._spawn(self._edge_facts(client, stop), "edge facts")
                     if on_ready is not None:
                         on_ready()
                     await stop.wait()

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,12 @@ from typing import Any
 from shoal.agent.cache import PodCache
 from shoal.agent.images import ImageService
 from shoal.agent.podspec import build_container_spec, container_id, empty_dirs
+from shoal.agent.probe_checks import ProbeTarget
+from shoal.agent.probes import ContainerProbes, has_probes
 from shoal.agent.restarts import Decision, RestartTrack, decide, restarted
 from shoal.agent.status import ContainerView, pod_status, timestamp
 from shoal.client import to_model
-from shoal.model.pod import ContainerState, Pod, qos_class
+from shoal.model.pod import Container, ContainerState, Pod, qos_class
 from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, sandbox_joins
 
 __all__ = ["PodContext", "PodWorker"]
@@ -62,6 +65,8 @@ class PodWorker:
         self._tracks: dict[str, RestartTrack] = ctx.cache.tracks(self.uid)
         self._waiting: dict[str, tuple[str, str]] = {}
         self._error_delay = 0.0
+        self._probes: dict[str, ContainerProbes] = {}
+        self._kill_notes: dict[str, tuple[int, str]] = {}  # container → (restart count it led to, message)
 
     @property
     def key(self) -> str:
@@ -101,6 +106,10 @@ class PodWorker:
                     wait_until, pids = self.ctx.clock() + dt.timedelta(seconds=delay), []
                 await self._sleep(wait_until, pids)
         finally:
+            for probes in self._probes.values():
+                probes.cancel()
+            for name in list(self._probes):
+                await self._stop_probes(name)
             self.done.set()
 
     async def _sleep(self, until: dt.datetime | None, pids: list[int]) -> None:
@@ -117,7 +126,8 @@ class PodWorker:
         try:
             timeout = None if until is None else max((until - self.ctx.clock()).total_seconds(), 0.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation on 3.11
+                    await self._wake.wait()
         finally:
             for fd in fds:
                 loop.remove_reader(fd)
@@ -151,11 +161,15 @@ class PodWorker:
             info = await self._inspect(cid)
             track = self._tracks.get(c.name, RestartTrack())
             if info is None and not track.finished:
-                info = await self._create(pod, index, sandbox_pid)
+                info = await self._create_member(pod, index, sandbox_pid)
             elif info is not None and info.state is ContainerState.CREATED:
                 info = await self.ctx.driver.start(cid)
             if info is not None and info.state is ContainerState.STOPPED and info.exit_code is None:
                 info = await self._inspect(cid)  # it exited at once: let conmon record the code
+            probes = self._probes.get(c.name)
+            if (info is not None and info.state is ContainerState.RUNNING and probes is not None
+                    and probes.kill_reason and probes.target.pid == info.pid):
+                info = await self._kill_unhealthy(pod, c.name, cid, probes, track)
             if info is not None:
                 decision, new_track = decide(info, track, policy, now)
                 if decision is Decision.RESTART:
@@ -174,8 +188,11 @@ class PodWorker:
             reason, message = self._waiting.get(c.name, ("", ""))
             if info is None and reason and wake is None:
                 wake = now + dt.timedelta(seconds=self._bump_error())
-            views.append(ContainerView(c.name, c.image, info, self._tracks.get(c.name, RestartTrack()),
-                                       reason, message))
+            track = self._tracks.get(c.name, RestartTrack())
+            ready = await self._sync_probes(c, cid, info)
+            if not reason:
+                reason, message = self._probe_note(c.name, track)
+            views.append(ContainerView(c.name, c.image, info, track, reason, message, ready))
         self._publish(pod, views, now)
         pids = [v.info.pid for v in views if v.info is not None and v.info.state is ContainerState.RUNNING
                 and v.info.pid > 0]
@@ -197,7 +214,19 @@ class PodWorker:
             return await self._inspect(cid)
         with contextlib.suppress(ContainerNotFound):
             await self.ctx.driver.remove(cid)
+        return await self._create_member(pod, index, sandbox_pid)
+
+    async def _create_member(self, pod: Pod, index: int, sandbox_pid: int) -> ContainerInfo | None:
+        if index == 0:
+            return await self._create_sandbox(pod)
         return await self._create(pod, index, sandbox_pid)
+
+    async def _create_sandbox(self, pod: Pod) -> ContainerInfo | None:
+        """Create and start the pod sandbox: the pod's first container, whose network, IPC and UTS
+        namespaces every other container of the pod joins (``sandbox_joins``). This is the one place
+        a pod sandbox comes to life, so pod networking attaches here: once it runs, its network
+        namespace is ``/proc/<info.pid>/ns/net``."""
+        return await self._create(pod, 0, 0)
 
     async def _create(self, pod: Pod, index: int, sandbox_pid: int) -> ContainerInfo | None:
         """Create and start container ``index``; None (with a waiting reason) when it cannot yet."""
@@ -210,6 +239,7 @@ class PodWorker:
         if self.ctx.images is None:
             self._waiting[c.name] = ("ErrImagePull", "this agent has no image store")
             return None
+        began = time.perf_counter()
         try:
             image = await self.ctx.images.prepare(c.image, c.image_pull_policy)
         except ImageError as exc:
@@ -230,9 +260,64 @@ class PodWorker:
             Path(directory).mkdir(parents=True, exist_ok=True)
         if not self.ctx.cache.start_time(self.uid):
             self.ctx.cache.set_start_time(self.uid, timestamp(self.ctx.clock()))
+        prepared = time.perf_counter()
         await self.ctx.driver.create(spec)
+        created = time.perf_counter()
         self._waiting.pop(c.name, None)
-        return await self.ctx.driver.start(spec.id)
+        info = await self.ctx.driver.start(spec.id)
+        log.debug("pod %s container %s: image+spec %.1f ms, create %.1f ms, start %.1f ms", self.key, c.name,
+                  (prepared - began) * 1000, (created - prepared) * 1000, (time.perf_counter() - created) * 1000)
+        return info
+
+    # ----- probes --------------------------------------------------------------------------------
+
+    async def _sync_probes(self, c: Container, cid: str, info: ContainerInfo | None) -> bool:
+        """Start or stop the container's probes to match its running instance; is it ready?"""
+        running = info is not None and info.state is ContainerState.RUNNING and info.pid > 0
+        probes = self._probes.get(c.name)
+        if probes is not None and (not running or info is None or probes.target.pid != info.pid):
+            await self._stop_probes(c.name)
+            probes = None
+        if not running or info is None or not has_probes(c):
+            return True
+        if probes is None:
+            ports = {p.name: p.container_port for p in c.ports if p.name}
+            target = ProbeTarget(cid, info.pid, str(self.status.get("podIP") or "127.0.0.1"), ports)
+            probes = ContainerProbes(c, target, self.ctx.driver, self.poke)
+            if self._was_ready(c.name, info):  # adopted after an agent restart: keep its Ready as it was
+                probes.started = probes.ready = True
+            self._probes[c.name] = probes
+            probes.start()
+        return probes.is_ready
+
+    def _was_ready(self, name: str, info: ContainerInfo) -> bool:
+        started = timestamp(info.started_at) if info.started_at else ""
+        return any(s.get("name") == name and s.get("containerId") == info.id and s.get("ready") is True
+                   and s.get("startedAt") == started for s in self.status.get("containerStatuses") or [])
+
+    async def _stop_probes(self, name: str) -> None:
+        probes = self._probes.pop(name, None)
+        if probes is not None:
+            await probes.close()
+
+    async def _kill_unhealthy(self, pod: Pod, name: str, cid: str, probes: ContainerProbes,
+                              track: RestartTrack) -> ContainerInfo | None:
+        """Kill a container its startup or liveness probe gave up on; the restart policy does the rest."""
+        message = f"Killing: {probes.kill_reason}; restartPolicy {pod.spec.restart_policy.value} decides what follows"
+        log.warning("pod %s container %s: %s", self.key, name, message)
+        self._kill_notes[name] = (track.restart_count + 1, message)
+        await self._stop_probes(name)
+        await self.ctx.driver.stop(cid, float(pod.spec.termination_grace_period_seconds))
+        return await self._inspect(cid)
+
+    def _probe_note(self, name: str, track: RestartTrack) -> tuple[str, str]:
+        note = self._kill_notes.get(name)
+        if note is not None and track.restart_count <= note[0]:
+            return "Unhealthy", note[1]
+        probes = self._probes.get(name)
+        if probes is not None and probes.message and not probes.is_ready:
+            return "Unhealthy", probes.message
+        return "", ""
 
     def _publish(self, pod: Pod, views: list[ContainerView], now: dt.datetime) -> None:
         status = pod_status(views, pod.spec.restart_policy, host_ip=self.ctx.host_ip,

@@ -35,8 +35,9 @@ class ContainerView:
     image: str
     info: ContainerInfo | None  # None: not created yet
     track: RestartTrack = field(default_factory=RestartTrack)
-    waiting_reason: str = ""  # why it is not created yet (ContainerCreating, ErrImagePull, ...)
-    waiting_message: str = ""
+    waiting_reason: str = ""  # why it is not created yet (ContainerCreating, ErrImagePull, ...), or a
+    waiting_message: str = ""  # probe's verdict on a created one (Unhealthy: "Killing: Liveness probe ...")
+    ready: bool = True  # probes say it may take traffic (startup passed, readiness passing)
 
 
 def container_status(view: ContainerView) -> dict[str, Any]:
@@ -59,14 +60,15 @@ def container_status(view: ContainerView) -> dict[str, Any]:
             out.update(state=ContainerState.WAITING.value, reason=CRASH_LOOP,
                        message=f"back-off {view.track.backoff:g}s restarting failed container {view.name}; "
                                f"next retry at {timestamp(view.track.next_start)}"
-                               + (f" (last exit: {info.reason.value})" if info.reason else ""))
+                               + (f" (last exit: {info.reason.value})" if info.reason else "")
+                               + (f"; {view.waiting_message}" if view.waiting_message else ""))
             return out
         out["state"] = ContainerState.STOPPED.value
         if info.reason:
             out["reason"] = info.reason.value
         return out
     out["state"] = info.state.value
-    out["ready"] = info.state is ContainerState.RUNNING
+    out["ready"] = info.state is ContainerState.RUNNING and view.ready
     if view.waiting_reason:
         out["reason"] = view.waiting_reason
         out["message"] = view.waiting_message
@@ -101,16 +103,16 @@ def pod_status(views: Sequence[ContainerView], policy: RestartPolicy, *, host_ip
     stamp = timestamp(now)
     statuses = [container_status(v) for v in views]
     phase = pod_phase(views, policy)
-    all_running = bool(views) and all(v.info is not None and v.info.state is ContainerState.RUNNING for v in views)
+    all_ready = bool(statuses) and all(s.get("ready") for s in statuses)
     old = {c.get("type", ""): c for c in previous.get("conditions") or [] if isinstance(c, dict)}
-    not_ready = [s["name"] for s in statuses if s.get("state") != ContainerState.RUNNING.value]
+    not_ready = [s["name"] for s in statuses if not s.get("ready")]
     reason = "ContainersNotReady" if not_ready else ""
     if phase in (PodPhase.SUCCEEDED, PodPhase.FAILED):
         reason = "PodCompleted"
     conditions = [c for t, c in old.items() if t not in _OWN_CONDITIONS]
     conditions += [_condition("Initialized", True, old, stamp, ""),
-                   _condition("ContainersReady", all_running, old, stamp, reason),
-                   _condition("Ready", all_running, old, stamp, reason)]
+                   _condition("ContainersReady", all_ready, old, stamp, reason),
+                   _condition("Ready", all_ready, old, stamp, reason)]
     status: dict[str, Any] = {key: value for key, value in previous.items()
                               if key in ("podIP", "qosClass")}
     status.update(phase=phase.value, hostIP=host_ip, conditions=conditions, containerStatuses=statuses)

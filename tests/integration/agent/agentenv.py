@@ -1,16 +1,21 @@
-"""Helpers for real agent tests: the server and agent process handles, waiting, and cleanup of
-everything an agent made (containers, conmons, mounts, cgroups) even when the test failed."""
+"""Helpers for real agent tests (and the pod-start benchmark): a shoal server, a loopback registry
+with a busybox-static image, the agent process handles, waiting, and cleanup of everything an
+agent made (containers, conmons, mounts, cgroups) even when the test failed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-APPLETS = ("sh", "sleep", "echo", "cat", "true", "false", "hostname", "ls")
+APPLETS = ("sh", "sleep", "echo", "cat", "true", "false", "hostname", "ls", "httpd", "rm", "mkdir", "test", "touch",
+           "nc", "wget")
 
 
 def free_port() -> int:
@@ -76,6 +82,84 @@ class Server:
         return subprocess.run([sys.executable, "-m", "shoal", "--config", str(self.data_dir / "admin.yaml"), *args],
                               capture_output=True, text=True, timeout=60, cwd=ROOT)
 
+
+def _tar(entries: list[tuple[str, bytes | str | None, int]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, payload, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, 1_600_000_000
+            if payload is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(payload, str):
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                tar.addfile(info)
+            else:
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def serve_busybox_image(tmp_path: Path) -> Iterator[str]:
+    """``127.0.0.1:PORT/test/busybox:1`` in a real Debian docker-registry: busybox-static FROM scratch."""
+    from shoal.image.assemble import create_image
+    from shoal.image.content import ContentStore
+    from shoal.image.pull import push_image
+    from shoal.image.reference import parse_reference
+
+    port, root = free_port(), tmp_path / "registry"
+    root.mkdir()
+    config = root / "config.yml"
+    config.write_text("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                      f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    with open(root / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def up() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200
+            return False
+
+        wait_until(up, 15, "docker-registry")
+        entries: list[tuple[str, bytes | str | None, int]] = [("bin", None, 0o755),
+                                                              ("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)]
+        entries += [(f"bin/{a}", "busybox", 0o777) for a in APPLETS]
+        entries += [(d, None, 0o755) for d in ("proc", "sys", "dev", "tmp", "etc")]
+        name = f"127.0.0.1:{port}/test/busybox:1"
+        store = ContentStore(tmp_path / "build-store")
+        create_image(store, name, [_tar(entries)], config={"Cmd": ["sleep", "3600"]})
+        asyncio.run(push_image(store, name, parse_reference(name)))
+        yield name
+    finally:
+        kill_group(proc)
+
+
+def start_server(data_dir: Path, port: int, log_path: Path) -> Server:
+    """A ``shoal server`` on loopback, ready to serve; the caller stops ``.process`` (kill_group)."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "shoal", "server", "--data-dir",
+                                 str(data_dir), "--port", str(port), "--log-level", "warning"],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    running = Server(data_dir, port, proc, log_path)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"shoal server exited: {log_path.read_text()}")
+        if not (data_dir / "admin.yaml").exists():
+            return False
+        with contextlib.suppress(httpx.HTTPError, OSError), running.http() as http:
+            return http.get("/readyz").status_code == 200
+        return False
+
+    try:
+        wait_until(ready, 30, "the shoal server", 0.1)
+    except BaseException:
+        kill_group(proc)
+        raise
+    return running
 
 
 @dataclass

@@ -149,6 +149,9 @@ class UnsupportedArchitecture(ValueError):
         )
 
 
+_AF_VSOCK = 40
+
+
 def _allow(names: Iterable[str], **extra: Any) -> dict[str, Any]:
     return {"names": sorted(set(names)), "action": "SCMP_ACT_ALLOW", **extra}
 
@@ -164,6 +167,8 @@ def default_profile(capabilities: Iterable[str], machine: str) -> dict[str, Any]
         if cap in caps:
             allowed.update(names)
     syscalls: list[dict[str, Any]] = [_allow(allowed)]
+    # Sockets of every family but AF_VSOCK, as Docker's profile has it.
+    syscalls.append(_allow(["socket"], args=[{"index": 0, "value": _AF_VSOCK, "valueTwo": 0, "op": "SCMP_CMP_NE"}]))
     syscalls.extend(
         _allow(["personality"], args=[{"index": 0, "value": p, "valueTwo": 0, "op": "SCMP_CMP_EQ"}])
         for p in _PERSONALITIES
