@@ -147,6 +147,8 @@ def _public_paths(paths: dict[str, Any]) -> None:
 
 
 def build_openapi() -> dict[str, Any]:
+    from shoal.api.tunnel import tunnel_paths  # tunnel imports this module's helpers
+
     _, components = msgspec.json.schema_components([info.cls for info in KINDS] + [Status],
                                                    ref_template="#/components/schemas/{name}")
     paths: dict[str, Any] = {}
@@ -162,6 +164,7 @@ def build_openapi() -> dict[str, Any]:
     _scale_paths(paths)
     _node_paths(paths)
     _public_paths(paths)
+    tunnel_paths(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "shoal", "version": __version__,

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from shoal import __version__
-from shoal.cli import get, node, resources
+from shoal.cli import get, logs, node, resources
 from shoal.cli.common import (
     EXIT_SYSTEM,
     CliError,
@@ -124,6 +124,7 @@ def build_app(argv: Sequence[str] = ()) -> typer.Typer:
     app.callback()(_root)
     resources.register(app)
     get.register(app)
+    logs.register(app)
     app.add_typer(node.app, name="node")
     app.command("version", epilog=examples(["shoal version", "shoal version --client"]))(_version)
     _add_lazy(app, command_word(argv))

@@ -19,6 +19,7 @@ import uvicorn
 
 from shoal.api.join import join_routes
 from shoal.api.routes import create_app
+from shoal.api.tunnel import TunnelHub, tunnel_routes
 from shoal.controllers import (
     DEFAULT_CLUSTER_CIDR,
     DEFAULT_NODE_MASK,
@@ -86,7 +87,8 @@ async def serve(options: ServerOptions) -> None:
             return admin.get(token) or credentials.lookup(token)
 
         asgi, _ = create_app(store, subject_of, on_heartbeat, utcnow, ready=lambda: ready,
-                             extra_routes=join_routes(files.ca, files.join_token.secret, credentials))
+                             extra_routes=[*join_routes(files.ca, files.join_token.secret, credentials),
+                                           *tunnel_routes(TunnelHub())])
         config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
                                 ssl_keyfile=str(files.key_file), http="httptools", loop="none", lifespan="off",
                                 access_log=False, log_level=options.log_level, timeout_keep_alive=75,

@@ -1,0 +1,161 @@
+"""Streams to and from pods through the server: ``logs`` (text) and ``exec`` (framed), and the exec framing.
+
+An exec stream is a sequence of frames, each a 5-byte header (one byte channel, four bytes
+big-endian payload length) and the payload: channel 1 is the command's stdout, 2 its stderr,
+3 the final result as JSON ``{"exitCode": N, "message": "..."}`` (``exitCode`` -1 with a message
+when the command could not run). The agent encodes these frames, the server relays them unchanged
+and the CLI decodes them. This module must not print or exit; it raises ``ApiError`` and
+``ServerUnreachable`` like the rest of the client.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import httpx
+import msgspec
+
+from shoal.client.config import ClientConfig
+from shoal.client.errors import ApiError
+from shoal.client.transport import client_options, unreachable
+
+__all__ = [
+    "EXEC_MEDIA_TYPE",
+    "Channel",
+    "ExecFrame",
+    "FrameDecoder",
+    "FramingError",
+    "encode_frame",
+    "encode_result",
+    "exec_in_pod",
+    "pod_logs",
+]
+
+EXEC_MEDIA_TYPE = "application/x-shoal-exec"
+_HEADER = struct.Struct(">BI")
+MAX_FRAME = 1 << 20
+
+
+class Channel(IntEnum):
+    STDOUT = 1
+    STDERR = 2
+    RESULT = 3
+
+
+class FramingError(ValueError):
+    """The exec stream is corrupt (unknown channel, oversized frame or cut short)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecFrame:
+    channel: Channel
+    payload: bytes
+
+    def result(self) -> tuple[int, str]:
+        """(exit code, message) of a RESULT frame."""
+        try:
+            doc = msgspec.json.decode(self.payload)
+            code = doc["exitCode"]
+            if not isinstance(code, int):
+                raise TypeError("exitCode is not an integer")
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise FramingError(f"exec result frame is not {{\"exitCode\": N}}: {exc}") from None
+        return code, str(doc.get("message") or "")
+
+
+def encode_frame(channel: Channel, payload: bytes) -> bytes:
+    """One frame; payloads past MAX_FRAME are split into several frames of the same channel."""
+    if len(payload) <= MAX_FRAME:
+        return _HEADER.pack(channel, len(payload)) + payload
+    return b"".join(_HEADER.pack(channel, len(part)) + part
+                    for part in (payload[i:i + MAX_FRAME] for i in range(0, len(payload), MAX_FRAME)))
+
+
+def encode_result(exit_code: int, message: str = "") -> bytes:
+    return encode_frame(Channel.RESULT, msgspec.json.encode({"exitCode": exit_code, "message": message}))
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed`` bytes as they arrive, get the complete frames back."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[ExecFrame]:
+        self._buffer += data
+        frames: list[ExecFrame] = []
+        while len(self._buffer) >= _HEADER.size:
+            raw_channel, length = _HEADER.unpack_from(self._buffer)
+            try:
+                channel = Channel(raw_channel)
+            except ValueError:
+                raise FramingError(f"exec stream has a frame on unknown channel {raw_channel}") from None
+            if length > MAX_FRAME:
+                raise FramingError(f"exec stream frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            frames.append(ExecFrame(channel, bytes(self._buffer[_HEADER.size:end])))
+            del self._buffer[:end]
+        return frames
+
+    def close(self) -> None:
+        """Raise if the stream stopped in the middle of a frame."""
+        if self._buffer:
+            raise FramingError(f"exec stream ended inside a frame ({len(self._buffer)} bytes left over)")
+
+
+def _pod_path(namespace: str, pod: str, sub: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{pod}/{sub}"
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        response.read()
+        raise ApiError.from_body(response.status_code, response.content)
+
+
+def pod_logs(config: ClientConfig, namespace: str, pod: str, *, container: str = "", follow: bool = False,
+             tail: int | None = None, previous: bool = False, timeout: float = 30.0) -> Iterator[bytes]:
+    """The pod container's log as it arrives (text chunks); with ``follow`` until the container ends."""
+    params: dict[str, str] = {}
+    if container:
+        params["container"] = container
+    if follow:
+        params["follow"] = "1"
+    if tail is not None:
+        params["tailLines"] = str(tail)
+    if previous:
+        params["previous"] = "1"
+    read = None if follow else timeout
+    try:
+        with httpx.Client(**client_options(config, timeout)) as http, http.stream(
+                "GET", _pod_path(namespace, pod, "log"), params=params,
+                timeout=httpx.Timeout(timeout, read=read)) as response:
+            _raise_for(response)
+            yield from response.iter_bytes()
+    except httpx.TransportError as exc:
+        raise unreachable(config, exc) from None
+
+
+def exec_in_pod(config: ClientConfig, namespace: str, pod: str, command: Sequence[str], *, container: str = "",
+                timeout: float = 300.0) -> Iterator[ExecFrame]:
+    """Run ``command`` in the pod's container; its stdout/stderr frames, then one RESULT frame."""
+    params: list[tuple[str, str | int | float | bool | None]] = [("command", part) for part in command]
+    if container:
+        params.append(("container", container))
+    params.append(("timeoutSeconds", str(int(timeout))))
+    decoder = FrameDecoder()
+    try:
+        with httpx.Client(**client_options(config, 30.0)) as http, http.stream(
+                "POST", _pod_path(namespace, pod, "exec"), params=params,
+                timeout=httpx.Timeout(30.0, read=timeout + 30.0)) as response:
+            _raise_for(response)
+            for chunk in response.iter_bytes():
+                yield from decoder.feed(chunk)
+    except httpx.TransportError as exc:
+        raise unreachable(config, exc) from None
+    decoder.close()
