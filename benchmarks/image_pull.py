@@ -2,7 +2,9 @@
 
 Builds a ~500 MB, 5-layer image FROM scratch with ``shoal image build`` (random, incompressible
 files so gzip cannot shrink them), pushes it to a Debian ``docker-registry`` on loopback, then
-times whole processes (start-up included), several runs each, and reports medians:
+times whole processes (start-up included), several runs each, interleaved (run i of every tool
+before run i+1 of any, so load from other processes drifts onto all tools alike), and reports
+medians:
 
     shoal_s           shoal image pull into an empty store
     skopeo_s          skopeo copy docker://... oci:DIR
@@ -10,7 +12,7 @@ times whole processes (start-up included), several runs each, and reports median
     podman_s          podman pull --tls-verify=false (podman's storage emptied with rmi between runs)
     rebuild_cached_s  shoal image build of the unchanged context
 
-Usage: python benchmarks/image_pull.py --json OUT [--runs 3] [--layer-mb 100]
+Usage: python benchmarks/image_pull.py --json OUT [--runs 5] [--layer-mb 100]
 Everything (registry, stores, podman storage) lives in a temp dir removed at the end.
 """
 
@@ -64,15 +66,31 @@ def _check(argv: Sequence[str], **kw: object) -> None:
         raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
 
 
+Job = tuple[Callable[[int], Sequence[str]], Callable[[int], None]]
+
+
+def _timed_once(argv: Sequence[str]) -> float:
+    subprocess.run(["sync"], check=True)
+    start = time.monotonic()
+    _check(argv)
+    return time.monotonic() - start
+
+
 def _timed(runs: int, prepare: Callable[[int], Sequence[str]], cleanup: Callable[[int], None]) -> list[float]:
     times = []
     for i in range(runs):
-        argv = prepare(i)
-        subprocess.run(["sync"], check=True)
-        start = time.monotonic()
-        _check(argv)
-        times.append(time.monotonic() - start)
+        times.append(_timed_once(prepare(i)))
         cleanup(i)
+    return times
+
+
+def _interleaved(runs: int, jobs: dict[str, Job]) -> dict[str, list[float]]:
+    """Run i of every tool before run i+1 of any, so load drift on a shared machine hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for i in range(runs):
+        for name, (prepare, cleanup) in jobs.items():
+            times[name].append(_timed_once(prepare(i)))
+            cleanup(i)
     return times
 
 
@@ -91,7 +109,7 @@ def _make_context(ctx: Path, layers: int, layer_mb: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="Write results here.")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--layer-mb", type=int, default=100)
     args = parser.parse_args()
@@ -116,18 +134,18 @@ def main() -> None:
             def rm(kind: str) -> Callable[[int], None]:
                 return lambda i: shutil.rmtree(store(i, kind), ignore_errors=True)
 
-            shoal = _timed(args.runs, lambda i: [SHOAL, "image", "pull", "-q", "--root", str(store(i, "shoal")), ref],
-                           rm("shoal"))
-            skopeo = _timed(args.runs, lambda i: ["skopeo", "copy", "-q", "--src-tls-verify=false",
-                                                  f"docker://{ref}", f"oci:{store(i, 'skopeo')}:big"], rm("skopeo"))
-            unpack = _timed(args.runs, lambda i: [SHOAL, "image", "pull", "-q", "--unpack", "--root",
-                                                  str(store(i, "unpack")), ref], rm("unpack"))
-
             def podman_clean(i: int) -> None:
                 _check([*PODMAN, *podman_root, "rmi", "-a", "-f"])
 
-            podman = _timed(args.runs, lambda i: [*PODMAN, *podman_root, "pull", "-q", "--tls-verify=false", ref],
-                            podman_clean)
+            times = _interleaved(args.runs, {
+                "shoal": (lambda i: [SHOAL, "image", "pull", "-q", "--root", str(store(i, "shoal")), ref], rm("shoal")),
+                "skopeo": (lambda i: ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
+                                      f"oci:{store(i, 'skopeo')}:big"], rm("skopeo")),
+                "unpack": (lambda i: [SHOAL, "image", "pull", "-q", "--unpack", "--root", str(store(i, "unpack")), ref],
+                           rm("unpack")),
+                "podman": (lambda i: [*PODMAN, *podman_root, "pull", "-q", "--tls-verify=false", ref], podman_clean),
+            })
+            shoal, skopeo, unpack, podman = times["shoal"], times["skopeo"], times["unpack"], times["podman"]
         finally:
             proc.kill()
             proc.wait()

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.agent.edgestatus import EDGE_FACTS_SECONDS, EdgeStatusReporter
+from shoal.agent.netwatch import NodeNetwork
 from shoal.agent.pods import PodContext, PodWorker
+from shoal.agent.tunnel import NodeTunnel
 from shoal.client import ApiError, AsyncClient, ClientConfig, ClientError, ServerUnreachable
 
 __all__ = ["Agent", "AgentOptions", "Backoff"]
@@ -57,10 +59,15 @@ class AgentOptions:
 
 
 class Agent:
-    def __init__(self, options: AgentOptions, ctx: PodContext) -> None:
+    def __init__(self, options: AgentOptions, ctx: PodContext, network: NodeNetwork | None = None) -> None:
         self.options = options
         self.ctx = ctx
         ctx.publish = self._mark_dirty
+        self.network = network
+        if network is not None:
+            ctx.network = network.sandboxes
+            ctx.network_ready = network.ready
+            network.on_ready = self._network_ready
         self.workers: dict[str, PodWorker] = {}
         self._dirty: dict[str, None] = {}
         self._dirty_event = asyncio.Event()
@@ -115,6 +122,11 @@ class Agent:
         if self.workers.get(worker.uid) is worker and worker.deleted:
             del self.workers[worker.uid]
         self._dirty.pop(worker.uid, None)
+
+    def _network_ready(self) -> None:
+        log.info("node %s: pod network ready", self.name)
+        for worker in self.workers.values():
+            worker.poke()
 
     def _mark_dirty(self, uid: str) -> None:
         self._dirty[uid] = None
@@ -248,12 +260,20 @@ class Agent:
             try:
                 async with asyncio.TaskGroup() as group:
                     self._group = group
-                    for pod in self.ctx.cache.pods():  # offline autonomy: act on the cache at once
+                    cached = self.ctx.cache.pods()
+                    if self.network is not None:  # before any worker: stale sandboxes go, live ones stay
+                        uids = [str(p["metadata"]["uid"]) for p in cached if (p.get("metadata") or {}).get("uid")]
+                        self.ctx.sandboxes.update(await self.network.recover(uids))
+                        for name, loop in self.network.tasks(client, stop):
+                            self._spawn(loop, name)
+                    for pod in cached:  # offline autonomy: act on the cache at once
                         self._desire(pod)
                     self._spawn(self._heartbeat(client, stop), "heartbeat")
                     self._spawn(self._follow_pods(client, stop), "pods")
                     self._spawn(self._report(client, stop), "status")
                     self._spawn(self._edge_facts(client, stop), "edge facts")
+                    self._spawn(NodeTunnel(self.name, self.options.client, self.ctx.driver,
+                                           self.ctx.pods_dir).run(stop), "tunnel")
                     if on_ready is not None:
                         on_ready()
                     await stop.wait()

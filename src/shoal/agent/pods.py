@@ -1,12 +1,14 @@
 """One pod on this node: a level-based worker that makes its containers match the desired pod.
 
 Each ``PodWorker`` loops: read the desired pod and the driver's view, create/start what is
-missing (image first; the first container is the sandbox whose net/ipc/uts namespaces the others
-join), restart stopped containers by the pod's restart policy with crash-loop backoff, publish
-the resulting status, then sleep until something happens — a new pod version, a container exit
-(pidfd, no polling), or a backoff deadline. Deleted pods are torn down (SIGTERM, SIGKILL after
-the grace period, containers, rootfs, cgroups and pod dirs removed). Cancelling a worker (agent
-shutdown) leaves containers running. It must not talk to the server: status goes to a callback.
+missing (image first; the pod's network namespace is wired by pod networking before the first
+container, every container joins it, and the others join the first one's ipc/uts), restart
+stopped containers by the pod's restart policy with crash-loop backoff, publish the resulting
+status, then sleep until something happens — a new pod version, a container exit (pidfd, no
+polling), or a backoff deadline. Deleted pods are torn down (SIGTERM, SIGKILL after the grace
+period, containers, rootfs, cgroups and pod dirs removed, then the pod network). Cancelling a
+worker (agent shutdown) leaves containers running. It must not talk to the server: status goes
+to a callback.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shoal.agent.cache import PodCache
 from shoal.agent.images import ImageService
+from shoal.agent.podnet import pod_bandwidth, pod_joins, port_mappings
 from shoal.agent.podspec import build_container_spec, container_id, empty_dirs
 from shoal.agent.probe_checks import ProbeTarget
 from shoal.agent.probes import ContainerProbes, has_probes
@@ -32,7 +35,8 @@ from shoal.agent.restarts import Decision, RestartTrack, decide, restarted
 from shoal.agent.status import ContainerView, pod_status, timestamp
 from shoal.client import to_model
 from shoal.model.pod import Container, ContainerState, Pod, qos_class
-from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, sandbox_joins
+from shoal.net.protocol import NetworkError, PodSandboxNetwork, SandboxNetwork
+from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, NamespaceJoin
 
 __all__ = ["PodContext", "PodWorker"]
 
@@ -51,6 +55,9 @@ class PodContext:
     publish: Callable[[str], None]  # "this pod's status changed" (uid)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     watch_pids: bool = True  # wake on container exits through pidfds (off for the in-memory fake)
+    network: SandboxNetwork | None = None  # None: pods get a private network namespace with loopback only
+    network_ready: Callable[[], bool] = lambda: True  # False until the node's CNI conflist exists
+    sandboxes: dict[str, PodSandboxNetwork] = field(default_factory=dict)  # recovered after a restart
 
 
 class PodWorker:
@@ -67,6 +74,7 @@ class PodWorker:
         self._error_delay = 0.0
         self._probes: dict[str, ContainerProbes] = {}
         self._kill_notes: dict[str, tuple[int, str]] = {}  # container → (restart count it led to, message)
+        self._net: PodSandboxNetwork | None = ctx.sandboxes.pop(self.uid, None)
 
     @property
     def key(self) -> str:
@@ -99,7 +107,7 @@ class PodWorker:
                         self._error_delay = 0.0
                 except Exception as exc:  # a pod's failure must not stop the agent
                     delay = self._bump_error()
-                    if isinstance(exc, DriverError | OSError | ValueError):
+                    if isinstance(exc, DriverError | NetworkError | OSError | ValueError):
                         log.warning("pod %s: %s; retrying in %gs", self.key, exc, delay)
                     else:
                         log.exception("pod %s: unexpected error; retrying in %gs", self.key, delay)
@@ -224,9 +232,38 @@ class PodWorker:
     async def _create_sandbox(self, pod: Pod) -> ContainerInfo | None:
         """Create and start the pod sandbox: the pod's first container, whose network, IPC and UTS
         namespaces every other container of the pod joins (``sandbox_joins``). This is the one place
-        a pod sandbox comes to life, so pod networking attaches here: once it runs, its network
-        namespace is ``/proc/<info.pid>/ns/net``."""
+        a pod sandbox comes to life, so pod networking attaches here: the pod's network namespace
+        is made and wired first (CNI), then every container joins it by path."""
+        if pod.spec.host_network or self.ctx.network is None:
+            return await self._create(pod, 0, 0)
+        first = pod.spec.containers[0].name
+        if not self.ctx.network_ready():
+            self._waiting[first] = ("NetworkNotReady", "waiting for the server to assign this node's spec.podCIDR "
+                                                       "(the CNI conflist is written then)")
+            return None
+        try:
+            bandwidth = pod_bandwidth(self.pod)
+        except ValueError as exc:
+            self._waiting[first] = ("CreateContainerConfigError", str(exc))
+            return None
+        try:
+            self._net = await self.ctx.network.setup(self.uid, pod.metadata.name, pod.metadata.namespace or "default",
+                                                     port_mappings(pod), bandwidth)
+        except NetworkError as exc:
+            self._waiting[first] = ("NetworkNotReady", str(exc))
+            return None
         return await self._create(pod, 0, 0)
+
+    async def _network_join(self, pod: Pod) -> NamespaceJoin | None:
+        """The network namespace every container of the pod joins (None: the first makes its own)."""
+        if pod.spec.host_network:
+            return NamespaceJoin("network", f"/proc/{os.getpid()}/ns/net")
+        if self.ctx.network is None:
+            return None
+        if self._net is None:  # adopted pod whose sandbox was not recovered: setup is idempotent
+            self._net = await self.ctx.network.setup(self.uid, pod.metadata.name, pod.metadata.namespace or "default",
+                                                     port_mappings(pod), pod_bandwidth(self.pod))
+        return NamespaceJoin("network", self._net.netns_path)
 
     async def _create(self, pod: Pod, index: int, sandbox_pid: int) -> ContainerInfo | None:
         """Create and start container ``index``; None (with a waiting reason) when it cannot yet."""
@@ -246,12 +283,13 @@ class PodWorker:
             self._waiting[c.name] = ("ErrImagePull", str(exc))
             return None
         pod_dir = self.ctx.pods_dir / self.uid
+        net_join = await self._network_join(pod)
         try:
             volumes = {name: str(pod_dir / "volumes" / name) for name in empty_dirs(pod)}
             log_dir = pod_dir / "logs" / c.name
             restarts = self._tracks.get(c.name, RestartTrack()).restart_count
             spec = build_container_spec(pod, index, image.defaults, lower_dirs=image.lower_dirs,
-                                        joins=sandbox_joins(sandbox_pid) if index > 0 else (),
+                                        joins=pod_joins(sandbox_pid if index > 0 else 0, net_join),
                                         log_path=str(log_dir / f"{restarts}.log"), volume_dirs=volumes)
         except DriverError as exc:
             self._waiting[c.name] = ("CreateContainerConfigError", str(exc))
@@ -323,6 +361,10 @@ class PodWorker:
         status = pod_status(views, pod.spec.restart_policy, host_ip=self.ctx.host_ip,
                             start_time=self.ctx.cache.start_time(self.uid), previous=self.status, now=now)
         status["qosClass"] = qos_class(pod.spec)
+        if pod.spec.host_network:
+            status["podIP"] = self.ctx.host_ip
+        elif self._net is not None:
+            status["podIP"] = self._net.ip
         if status != self.status:
             self.status = status
             self.ctx.publish(self.uid)
@@ -333,6 +375,9 @@ class PodWorker:
         grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         mine = [info for info in await self.ctx.driver.recover() if info.pod_uid == self.uid]
         await asyncio.gather(*(self._stop_and_remove(info, grace) for info in mine))
+        if self.ctx.network is not None:  # containers first: nothing may hold the address any more
+            await self.ctx.network.teardown(self.uid)
+            self._net = None
         shutil.rmtree(self.ctx.pods_dir / self.uid, ignore_errors=True)
         self.ctx.cache.delete_pod(self.uid)
         log.info("pod %s: removed %d container(s)", self.key, len(mine))

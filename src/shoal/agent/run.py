@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["main", "parser"]
@@ -53,6 +54,13 @@ def parser(prog: str = "shoal agent") -> argparse.ArgumentParser:
     p.add_argument("--zone-probe", action="append", default=[], metavar="ZONE=HOST:PORT",
                    help="measure TCP connect RTT to ZONE through HOST:PORT every 10 s and report it in the "
                         "Node's status.rttMs (repeatable), e.g. --zone-probe cloud=203.0.113.9:443")
+    p.add_argument("--no-pod-network", action="store_true",
+                   help="do not wire pods with CNI: each pod gets a network namespace with loopback only")
+    p.add_argument("--no-services", action="store_true",
+                   help="do not program Service ClusterIPs and NodePorts (nftables table ip shoal) on this node")
+    p.add_argument("--bridge", default="shoal0", help="the pods' bridge in the default conflist (default: %(default)s)")
+    p.add_argument("--netns-dir", default="/run/shoal/netns",
+                   help="where pod network namespaces are mounted; one dir per agent (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -88,7 +96,9 @@ def main(argv: Sequence[str], prog: str = "shoal agent") -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     code = asyncio.run(_main(args.server, args.token, Path(args.data_dir).absolute(), args.name, labels,
                              Path(args.runc_root), args.cgroup_parent,
-                             Path(args.image_root) if args.image_root else None, zone_probes))
+                             Path(args.image_root) if args.image_root else None, zone_probes,
+                             NetOptions(not args.no_pod_network, not args.no_services, args.bridge,
+                                        Path(args.netns_dir).absolute())))
     if code == _REEXEC:
         # Joining loaded cryptography (~10 MB) for one CSR; a fresh process on the same data dir
         # is the same node without it. Same PID, so supervisors do not notice.
@@ -118,14 +128,44 @@ async def _identity(stop: asyncio.Event, server: str, token: str, data_dir: Path
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class NetOptions:
+    pod_network: bool = True
+    services: bool = True
+    bridge: str = "shoal0"
+    netns_dir: Path = Path("/run/shoal/netns")
+
+
+def _node_network(node: str, data_dir: Path, options: NetOptions) -> object:
+    """The node's pod networking (``NodeNetwork``), or None with ``--no-pod-network``."""
+    from shoal.agent.netwatch import NodeNetwork
+    from shoal.net.conflist import write_conflist
+    from shoal.net.routes import HostRoutes
+    from shoal.net.sandbox import PodNetwork, net_dir
+    from shoal.net.services import NftServiceTable
+
+    if not options.pod_network:
+        return None
+    net = PodNetwork(data_dir, netns_dir=options.netns_dir)
+    ipam_dir = net_dir(data_dir) / "ipam"
+
+    def write(pod_cidr: str) -> bool:
+        return write_conflist(net.conflist_path, pod_cidr, ipam_dir, bridge=options.bridge)
+
+    return NodeNetwork(node, net, net.conflist_path, write, routes=HostRoutes(),
+                       services=NftServiceTable() if options.services else None)
+
+
 async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict[str, str], runc_root: Path,
-                cgroup_parent: str, image_root: Path | None, zone_probes: dict[str, tuple[str, int]]) -> int:
+                cgroup_parent: str, image_root: Path | None, zone_probes: dict[str, tuple[str, int]],
+                net_options: NetOptions) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from shoal.agent.agent import Agent, AgentOptions
     from shoal.agent.cache import PodCache
     from shoal.agent.identity import JoinRefused, NodeIdentity
     from shoal.agent.images import ImageService
+    from shoal.agent.netwatch import NodeNetwork
     from shoal.agent.nodeinfo import node_manifest, probe_facts
     from shoal.agent.pods import PodContext
     from shoal.runtime.oci import OciDriver
@@ -152,7 +192,8 @@ async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict
     options = AgentOptions(node_name=identity.name, client=identity.client_config(server),
                            node_manifest=node_manifest(identity.name, facts, labels), labels=labels,
                            zone_probes=zone_probes)
-    agent = Agent(options, ctx)
+    network = _node_network(identity.name, data_dir, net_options)
+    agent = Agent(options, ctx, network if isinstance(network, NodeNetwork) else None)
     log.info("node %s: agent running (data dir %s)", identity.name, data_dir)
     try:
         await agent.run(stop)

@@ -83,7 +83,9 @@ async def pull_image(
             def job(d: Descriptor) -> Callable[[], Awaitable[None]]:
                 return lambda: client.fetch_blob(ref.repository, d, store, progress)
 
-            await _bounded([job(d) for d in missing], concurrency)
+            # Biggest first (longest-processing-time order): the small config never holds a slot
+            # while a big layer waits, and the last layer to start is the smallest.
+            await _bounded([job(d) for d in sorted(missing, key=lambda d: -d.size)], concurrency)
             config = decode_config(store.read(manifest.config.digest), f"{ref}: config")
             if len(config.rootfs.diff_ids) != len(manifest.layers):
                 raise ManifestError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,7 +21,7 @@ import httpx
 
 from shoal.image import mediatypes as mt
 from shoal.image.auth import Credentials, authorize, parse_challenge
-from shoal.image.content import ContentStore
+from shoal.image.content import BlobWriter, ContentStore
 from shoal.image.errors import (
     AuthError,
     BlobBusyError,
@@ -29,6 +31,7 @@ from shoal.image.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from shoal.image.fetch import HttpStatusError, direct_possible, fetch_into
 from shoal.image.oci import DecodedManifest, Descriptor, decode_manifest, sha256_digest, verify_bytes
 from shoal.image.reference import is_loopback
 
@@ -40,6 +43,28 @@ _BUSY_WAIT_S = 1800
 
 def _api_host(registry: str) -> str:
     return "registry-1.docker.io" if registry == "docker.io" else registry
+
+
+class _LazyTLSTransport(httpx.AsyncBaseTransport):
+    """For plain-HTTP registries: the verifying TLS transport (its CA bundle costs ~40 ms to load)
+    is only built if a redirect actually leads to an https URL."""
+
+    def __init__(self, verify: bool) -> None:
+        self._verify = verify
+        self._plain = httpx.AsyncHTTPTransport(verify=False)  # never sees an https URL
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return await self._plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = httpx.AsyncHTTPTransport(verify=self._verify)
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
 
 
 class RegistryClient:
@@ -61,6 +86,11 @@ class RegistryClient:
         self.base = f"{'http' if plain else 'https'}://{_api_host(registry)}"
         self._credentials = credentials
         self._auth: dict[str, str] = {}
+        self._timeout, self._verify = timeout, registry not in insecure
+        self._ssl: ssl.SSLContext | None = None
+        self._direct = transport is None and direct_possible(self.base)
+        if transport is None and self.base.startswith("http:"):
+            transport = _LazyTLSTransport(self._verify)
         self._client = httpx.AsyncClient(
             transport=transport,
             follow_redirects=True,
@@ -196,40 +226,83 @@ class RegistryClient:
             return
         committed = False
         try:
-            headers = {"Range": f"bytes={writer.offset}-"} if writer.offset else {}
-            resp = await self._send(
-                "GET",
-                f"/v2/{repository}/blobs/{desc.digest}",
-                f"repository:{repository}:pull",
-                stream=True,
-                headers=headers,
-            )
-            try:
-                if resp.status_code == 200:
-                    writer.reset()
-                elif resp.status_code != 206 or not resp.headers.get("content-range", "").startswith(
-                    f"bytes {writer.offset}-"
-                ):
-                    await resp.aread()
-                    raise self._fail(resp, what)
-                if progress:
-                    progress(desc.digest, writer.offset, desc.size)
-                try:
-                    async for chunk in resp.aiter_bytes(1 << 20):
-                        writer.write(chunk)
-                        if progress:
-                            progress(desc.digest, writer.offset, desc.size)
-                except httpx.HTTPError as exc:
-                    raise RegistryUnavailableError(
-                        f"{what}: download interrupted at byte {writer.offset}: {exc}"
-                    ) from None
-            finally:
-                await resp.aclose()
-            writer.commit()
+            if not (self._direct and await self._fetch_direct(repository, desc, writer, progress, what)):
+                await self._fetch_httpx(repository, desc, writer, progress, what)
+            await asyncio.to_thread(writer.commit)
             committed = True
         finally:
             if not committed:
                 writer.close()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context(verify=self._verify)
+        return self._ssl
+
+    async def _fetch_direct(
+        self, repository: str, desc: Descriptor, writer: BlobWriter, progress: ProgressFn | None, what: str
+    ) -> bool:
+        """Download through fetch.py in a worker thread; False if the httpx path must do it (401)."""
+        loop = asyncio.get_running_loop()
+
+        def report(offset: int) -> None:
+            if progress:
+                loop.call_soon_threadsafe(progress, desc.digest, offset, desc.size)
+
+        stop = threading.Event()
+        try:
+            await asyncio.to_thread(
+                fetch_into,
+                urljoin(self.base + "/", f"/v2/{repository}/blobs/{desc.digest}"),
+                writer,
+                authorization=self._auth.get(f"repository:{repository}:pull"),
+                timeout=self._timeout,
+                ssl_context=self._ssl_context,
+                progress=report if progress else None,
+                what=what,
+                stop=stop,
+            )
+        except asyncio.CancelledError:
+            stop.set()  # the thread cannot be interrupted; it stops at its next chunk
+            raise
+        except HttpStatusError as exc:
+            if exc.status == 401:
+                return False
+            raise self._fail(httpx.Response(exc.status, headers=exc.headers, content=exc.body), what) from None
+        return True
+
+    async def _fetch_httpx(
+        self, repository: str, desc: Descriptor, writer: BlobWriter, progress: ProgressFn | None, what: str
+    ) -> None:
+        headers = {"Range": f"bytes={writer.offset}-"} if writer.offset else {}
+        resp = await self._send(
+            "GET",
+            f"/v2/{repository}/blobs/{desc.digest}",
+            f"repository:{repository}:pull",
+            stream=True,
+            headers=headers,
+        )
+        try:
+            if resp.status_code == 200:
+                writer.reset()
+            elif resp.status_code != 206 or not resp.headers.get("content-range", "").startswith(
+                f"bytes {writer.offset}-"
+            ):
+                await resp.aread()
+                raise self._fail(resp, what)
+            if progress:
+                progress(desc.digest, writer.offset, desc.size)
+            try:
+                async for chunk in resp.aiter_bytes(1 << 20):
+                    writer.write(chunk)
+                    if progress:
+                        progress(desc.digest, writer.offset, desc.size)
+            except httpx.HTTPError as exc:
+                raise RegistryUnavailableError(
+                    f"{what}: download interrupted at byte {writer.offset}: {exc}"
+                ) from None
+        finally:
+            await resp.aclose()
 
     # -- push --------------------------------------------------------------------------------
     async def blob_exists(self, repository: str, digest: str) -> bool:

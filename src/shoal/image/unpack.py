@@ -12,7 +12,6 @@ dirs). It must not fetch anything or know about the content store.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from shoal.image.errors import LayerLimitError, UnsafeLayerError
+from shoal.image.layerstream import LayerStream
 from shoal.image.mediatypes import Compression, sniff_compression
 
 WHITEOUT_PREFIX = ".wh."
@@ -49,29 +49,6 @@ class LayerStats:
     entries: int = 0
     bytes: int = 0
     skipped: list[str] = field(default_factory=list)
-
-
-class _Counting(io.RawIOBase):
-    """Hashes the uncompressed stream (the layer's DiffID) and enforces the byte limit."""
-
-    def __init__(self, inner: IO[bytes], limit: int) -> None:
-        self._inner, self._limit = inner, limit
-        self.hash, self.count = hashlib.sha256(), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._inner.read(len(buffer))
-        n = len(data)
-        self.count += n
-        if self.count > self._limit:
-            raise LayerLimitError(
-                f"layer expands past the limit of {self._limit} bytes (decompression bomb?)"
-            )
-        self.hash.update(data)
-        buffer[:n] = data
-        return n
 
 
 def open_decompressed(raw: IO[bytes]) -> IO[bytes]:
@@ -151,8 +128,10 @@ def _exists(path: str) -> os.stat_result | None:
 
 
 class _Applier:
-    def __init__(self, root: Path, mode: WhiteoutMode, privileged: bool, limits: UnpackLimits) -> None:
-        self.root = os.path.realpath(root)
+    def __init__(
+        self, root: Path, mode: WhiteoutMode, privileged: bool, limits: UnpackLimits, stream: LayerStream
+    ) -> None:
+        self.root, self.stream = os.path.realpath(root), stream
         self.mode, self.privileged, self.limits = mode, privileged, limits
         self.same_owner = os.geteuid() == 0
         self.created: set[str] = set()
@@ -216,8 +195,11 @@ class _Applier:
                 )
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                src = tar.extractfile(member)
-                if src is not None:
+                if member.sparse is None:  # the common case: bytes straight from the decompressed chunks
+                    self.stream.seek(member.offset_data)
+                    if self.stream.copy_to(fd, member.size) != member.size:
+                        raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
+                elif (src := tar.extractfile(member)) is not None:
                     shutil.copyfileobj(src, out, 1 << 20)
         elif member.isfifo():
             os.mkfifo(dest, 0o600)
@@ -298,19 +280,19 @@ def apply_layer(
 ) -> LayerStats:
     """Apply one layer (plain/gzip/zstd tar) onto ``root``; returns stats including the DiffID."""
     limits = limits or UnpackLimits()
-    counting = _Counting(open_decompressed(stream), limits.max_bytes)
-    reader = io.BufferedReader(counting, 1 << 20)
-    applier = _Applier(Path(root), mode, privileged, limits)
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
+        reader = LayerStream(stream, limits.max_bytes)
+        applier = _Applier(Path(root), mode, privileged, limits, reader)
+        # Random-access mode over a forward-only stream: tarfile only seeks forward, and file
+        # data goes from the decompressed chunks to the file without tarfile's 10 KiB re-buffering.
+        with tarfile.open(fileobj=reader, mode="r:") as tar:  # type: ignore[call-overload]
             applier.apply(tar)
-        while reader.read(1 << 20):
-            pass
+        reader.drain()
     except UnsafeLayerError:
         raise
     except Exception as exc:
         if _is_format_error(exc):
             raise UnsafeLayerError(f"layer is not a valid (compressed) tar stream: {exc}") from None
         raise
-    applier.stats.diff_id = "sha256:" + counting.hash.hexdigest()
+    applier.stats.diff_id = "sha256:" + reader.hash.hexdigest()
     return applier.stats

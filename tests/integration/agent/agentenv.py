@@ -26,7 +26,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 APPLETS = ("sh", "sleep", "echo", "cat", "true", "false", "hostname", "ls", "httpd", "rm", "mkdir", "test", "touch",
-           "nc", "wget")
+           "nc", "wget", "timeout", "ip")
 
 
 def free_port() -> int:
@@ -137,11 +137,11 @@ def serve_busybox_image(tmp_path: Path) -> Iterator[str]:
         kill_group(proc)
 
 
-def start_server(data_dir: Path, port: int, log_path: Path) -> Server:
+def start_server(data_dir: Path, port: int, log_path: Path, *extra: str) -> Server:
     """A ``shoal server`` on loopback, ready to serve; the caller stops ``.process`` (kill_group)."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "shoal", "server", "--data-dir",
-                                 str(data_dir), "--port", str(port), "--log-level", "warning"],
+                                 str(data_dir), "--port", str(port), "--log-level", "warning", *extra],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     running = Server(data_dir, port, proc, log_path)
 
@@ -150,7 +150,7 @@ def start_server(data_dir: Path, port: int, log_path: Path) -> Server:
             raise RuntimeError(f"shoal server exited: {log_path.read_text()}")
         if not (data_dir / "admin.yaml").exists():
             return False
-        with contextlib.suppress(httpx.HTTPError, OSError), running.http() as http:
+        with contextlib.suppress(httpx.HTTPError, OSError, TypeError, KeyError, yaml.YAMLError), running.http() as http:
             return http.get("/readyz").status_code == 200
         return False
 
@@ -170,12 +170,22 @@ class AgentEnv:
     runc_root: Path
     cgroup_parent: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    netns: Path | None = None  # run the agent in this network namespace (pod networking tests)
+    bridge: str = ""  # "": no pod networking (--no-pod-network --no-services), as on a bare host
+    server_url: str = ""  # how the agent reaches the server (default: the server's loopback URL)
 
     def start(self, *extra: str, token: str | None = None, name: str = "edge-1") -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "shoal.agent", "--server", self.server.url, "--data-dir", str(self.data_dir),
+        args = [sys.executable, "-m", "shoal.agent", "--server", self.server_url or self.server.url,
+                "--data-dir", str(self.data_dir),
                 "--runc-root", str(self.runc_root), "--cgroup-parent", self.cgroup_parent, "--name", name, *extra]
         if token is not None:
             args += ["--token", token]
+        if self.bridge:
+            args += ["--bridge", self.bridge, "--netns-dir", str(self.base / "netns")]
+        else:
+            args += ["--no-pod-network", "--no-services"]
+        if self.netns is not None:
+            args = ["nsenter", f"--net={self.netns}", *args]
         log = open(self.base / f"agent-{len(self.procs)}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         log.close()
@@ -193,7 +203,8 @@ class AgentEnv:
 
     def mounts(self) -> list[str]:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            return [line.split()[4] for line in f if line.split()[4].startswith(str(self.base))]
+            points = [line.split()[4] for line in f if line.split()[4].startswith(str(self.base))]
+        return [p for p in points if p != str(self.netns)]  # the test's "host" namespace is not the agent's
 
     def cgroup_dirs(self) -> list[Path]:
         rel = self.cgroup_parent.strip("/")

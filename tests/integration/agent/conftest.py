@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from agentenv import AgentEnv, Server, free_port, kill_group, serve_busybox_image, start_server
+from netenv import Forwarder, host_netns
 
 
 @pytest.fixture
@@ -35,3 +36,20 @@ def agent_env(tmp_path: Path, server: Server) -> Iterator[AgentEnv]:
         yield env
     finally:
         env.cleanup()
+
+
+@pytest.fixture
+def net_env(tmp_path: Path, server: Server, image: str) -> Iterator[AgentEnv]:
+    """An agent with pod networking, run in its own network namespace (its own bridge, nft table,
+    routes and sysctls); the server and registry are forwarded into it on the same loopback ports."""
+    bridge = f"sh{uuid.uuid4().hex[:8]}"
+    registry_port = int(image.split("/", 1)[0].rsplit(":", 1)[1])
+    with host_netns(tmp_path / "hostns", bridge) as netns:
+        forwarder = Forwarder(netns, [server.port, registry_port])
+        env = AgentEnv(tmp_path, server, tmp_path / "agent", tmp_path / "runc",
+                       f"/shoal-net-test-{uuid.uuid4().hex[:8]}", netns=netns, bridge=bridge)
+        try:
+            yield env
+        finally:
+            env.cleanup()
+            forwarder.close()

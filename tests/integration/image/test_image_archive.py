@@ -9,8 +9,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from imagelab import busybox_layers
 
-from conftest import busybox_layers
 from shoal.image.archive import load, save
 from shoal.image.assemble import create_image
 from shoal.image.content import ContentStore

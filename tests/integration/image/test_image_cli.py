@@ -6,9 +6,9 @@ import json
 import socket
 from pathlib import Path
 
+from imagelab import Registry, busybox_layers
 from typer.testing import CliRunner
 
-from conftest import Registry, busybox_layers
 from shoal.cli.image import app
 from shoal.image.assemble import create_image
 from shoal.image.content import ContentStore

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from imagelab import PASSWORD, USER, Registry, busybox_layers, tar_of
 
-from conftest import PASSWORD, USER, Registry, busybox_layers, tar_of
 from shoal.image import mediatypes as mt
 from shoal.image.assemble import create_image
 from shoal.image.auth import Credentials

@@ -9,8 +9,8 @@ import statistics
 import time
 
 import pytest
+from runtimelab import Env
 
-from conftest import Env
 from shoal.model.pod import ContainerState
 from shoal.runtime import ContainerSpec, InvalidTransition, Resources, StopReason, sandbox_joins
 

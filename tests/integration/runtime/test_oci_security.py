@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from runtimelab import Env
 
-from conftest import Env
 from shoal.model.pod import ContainerState
 from shoal.runtime import ContainerSpec, Resources, Security, SpecError
 

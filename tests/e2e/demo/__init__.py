@@ -1,0 +1,1 @@
+"""End to end: `make demo` (examples/demo.sh) with a real agent and runc."""
