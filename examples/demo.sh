@@ -186,6 +186,8 @@ up() {
     say "note: $STATE holds the state of the earlier demo (hollow nodes only); for a clean demo run"
     say "      make demo-down && rm -rf $STATE, then make demo"
   fi
+  # The pods' bridge turns on IP forwarding; remember the machine's setting so that down restores it.
+  [ -f "$STATE/ip_forward.before" ] || sysctl -n net.ipv4.ip_forward > "$STATE/ip_forward.before"
   start_registry
   build_image
   start_server
@@ -328,6 +330,9 @@ down() {
   stop "$STATE/server.pid" "shoal server" "server"
   stop "$STATE/registry.pid" docker-registry "registry"
   sweep
+  if [ -f "$STATE/ip_forward.before" ]; then
+    sysctl -qw net.ipv4.ip_forward="$(cat "$STATE/ip_forward.before")" && rm -f "$STATE/ip_forward.before"
+  fi
   say "demo stopped (state kept in $STATE; rm -rf $STATE to start afresh)"
 }
 
