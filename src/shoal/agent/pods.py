@@ -28,7 +28,7 @@ from typing import Any
 from shoal.agent.cache import PodCache
 from shoal.agent.images import ImageService
 from shoal.agent.podnet import pod_bandwidth, pod_joins, port_mappings
-from shoal.agent.podspec import build_container_spec, container_id, empty_dirs
+from shoal.agent.podspec import build_container_spec, check_supported, container_id, empty_dirs
 from shoal.agent.probe_checks import ProbeTarget
 from shoal.agent.probes import ContainerProbes, has_probes
 from shoal.agent.restarts import Decision, RestartTrack, decide, restarted
@@ -285,6 +285,7 @@ class PodWorker:
         pod_dir = self.ctx.pods_dir / self.uid
         net_join = await self._network_join(pod)
         try:
+            check_supported(pod)
             volumes = {name: str(pod_dir / "volumes" / name) for name in empty_dirs(pod)}
             log_dir = pod_dir / "logs" / c.name
             restarts = self._tracks.get(c.name, RestartTrack()).restart_count

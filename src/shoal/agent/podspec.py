@@ -27,7 +27,8 @@ from shoal.runtime.protocol import (
     User,
 )
 
-__all__ = ["DEFAULT_PATH", "ImageDefaults", "build_container_spec", "container_id", "empty_dirs"]
+__all__ = ["DEFAULT_PATH", "ImageDefaults", "build_container_spec", "check_supported", "container_id",
+           "empty_dirs"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ID_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -120,6 +121,13 @@ def _security(sc: SecurityContext | None) -> Security:
                     cap_add=tuple(caps.add) if caps else (), cap_drop=tuple(caps.drop) if caps else (),
                     privileged=sc.privileged, seccomp=seccomp, apparmor_profile=sc.app_armor_profile,
                     no_new_privileges=sc.allow_privilege_escalation is not True)
+
+
+def check_supported(pod: Pod) -> None:
+    """Refuse, naming the field, what this agent cannot run yet rather than run the pod without it."""
+    if pod.spec.init_containers:
+        raise SpecError("spec.initContainers", "init containers are not supported by this agent yet; run the "
+                        "step at the start of the container's command instead")
 
 
 def empty_dirs(pod: Pod) -> list[str]:

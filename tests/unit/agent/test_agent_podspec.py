@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.agent.podspec import ImageDefaults, build_container_spec, container_id
+from shoal.agent.podspec import ImageDefaults, build_container_spec, check_supported, container_id
 from shoal.model import decode_object
 from shoal.model.pod import Pod
 from shoal.runtime.protocol import NamespaceJoin, SpecError
@@ -81,3 +81,11 @@ def test_image_without_command_needs_one() -> None:
     with pytest.raises(SpecError, match="set command"):
         build_container_spec(make_pod({"name": "c", "image": "x"}), 0, ImageDefaults(), lower_dirs=[], joins=(),
                              log_path="", volume_dirs={})
+
+
+def test_init_containers_are_refused_rather_than_skipped() -> None:
+    pod = make_pod({"name": "c", "image": "x"}, initContainers=[{"name": "setup", "image": "x"}])
+    with pytest.raises(SpecError) as err:
+        check_supported(pod)
+    assert err.value.field == "spec.initContainers"
+    check_supported(make_pod({"name": "c", "image": "x"}))
