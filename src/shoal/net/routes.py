@@ -119,18 +119,18 @@ class HostRoutes:
                 except NetlinkError as exc:
                     if exc.code != errno.ESRCH:  # already gone
                         raise RouteError(f"cannot remove the route to {cidr}: {exc.args[-1]}") from exc
+            failures = []
             for verb, entries in (("add", plan.add), ("replace", plan.replace)):
                 for cidr, gateway in entries:
                     try:
                         await ipr.route(
                             "replace", dst=cidr, gateway=gateway, proto=self.protocol, table=self.table
                         )
-                    except NetlinkError as exc:
-                        raise RouteError(
-                            f"cannot {verb} the route to {cidr} via {gateway}: {exc.args[-1]}; "
-                            "the gateway must be a node address on a directly connected "
-                            "network (host-gw needs one L2 segment)"
-                        ) from exc
+                    except NetlinkError as exc:  # apply the others: one unreachable node must not cut off the rest
+                        failures.append(f"cannot {verb} the route to {cidr} via {gateway}: {exc.args[-1]}")
+            if failures:
+                raise RouteError("; ".join(failures) + "; the gateway must be a node address on a directly "
+                                 "connected network (host-gw needs one L2 segment)")
         return plan
 
     async def flush(self) -> RoutePlan:
