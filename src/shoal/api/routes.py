@@ -18,6 +18,7 @@ from litestar.response import Stream
 
 from shoal import __version__
 from shoal.api.auth import ASGIApp, TokenAuth, TokenLookup
+from shoal.api.authz import authorize, check_heartbeats, check_node_name, check_pod_node, node_of
 from shoal.api.errors import (
     ApiError,
     handle_api_error,
@@ -51,6 +52,26 @@ class ApiState:
 def _state(request: Request[Any, Any, Any]) -> ApiState:
     state: ApiState = request.app.state["shoal"]
     return state
+
+
+def _subject(request: Request[Any, Any, Any]) -> str:
+    return str((request.scope.get("state") or {}).get("subject") or "")
+
+
+async def _authorize_request(request: Request[Any, Any, Any]) -> None:
+    """Resource-level authorization before any handler runs (object-level checks follow in them)."""
+    subject = _subject(request)
+    path = request.url.path
+    if node_of(subject) is None or not path.startswith("/api/v1/") or path == "/api/v1/heartbeats":
+        return
+    params = request.path_params
+    if "plural" in params:
+        plural, name, sub = str(params["plural"]), params.get("name"), params.get("sub")
+        if path.startswith("/api/v1/namespaces/") and plural == "status" and "name" not in params:
+            plural, name, sub = "namespaces", params.get("namespace"), "status"
+    else:  # the namespace routes: /api/v1/namespaces[/NAME]
+        plural, name, sub = "namespaces", params.get("name"), None
+    authorize(subject, request.method, plural, None if name is None else str(name), None if sub is None else str(sub))
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -94,7 +115,11 @@ async def _list_or_watch(request: Request[Any, Any, Any], plural: str, namespace
 
 async def _create(request: Request[Any, Any, Any], plural: str, namespace: str | None) -> Response[bytes]:
     info = kind_for(plural)
-    obj = await _state(request).resources.create(info, namespace, await _body(request))
+    body = await _body(request)
+    if plural == "nodes":
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        check_node_name(_subject(request), meta.get("name") if isinstance(meta, dict) else None)
+    obj = await _state(request).resources.create(info, namespace, body)
     return _json(obj, 201)
 
 
@@ -198,6 +223,9 @@ async def _subresource(request: Request[Any, Any, Any], plural: str, namespace: 
                 raise ApiError(404, f"{plural} have no status subresource")
             return _json(obj)
         if method == "PUT":
+            if plural == "pods" and node_of(_subject(request)) is not None:
+                pod = await state.resources.get(info, namespace, name)
+                check_pod_node(_subject(request), name, getattr(getattr(pod, "spec", None), "node_name", ""))
             return _json(await state.resources.replace_status(info, namespace, name, await _body(request)))
     elif sub == "scale" and plural == "deployments":
         if method == "GET":
@@ -291,6 +319,7 @@ async def heartbeats(request: Request[Any, Any, Any]) -> None:
     nodes = body.get("nodes") if isinstance(body, dict) else None
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise ApiError(422, 'send {"nodes": ["name", ...]}', kind="Heartbeat")
+    check_heartbeats(_subject(request), nodes)
     _state(request).on_heartbeat(nodes)
 
 
@@ -333,6 +362,7 @@ def create_app(store: Store, tokens: TokenLookup, on_heartbeat: Callable[[Sequen
     app = Litestar(
         route_handlers=[*ROUTES, *extra_routes],
         openapi_config=None,
+        before_request=_authorize_request,
         exception_handlers={ApiError: handle_api_error, StoreError: handle_store_error,
                             HTTPException: handle_http_exception, Exception: handle_unexpected},
         lifespan=list(lifespan),

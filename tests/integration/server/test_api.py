@@ -121,3 +121,43 @@ def test_watch_rejects_a_bad_revision(server: RunningServer) -> None:
     with server.http() as http, http.stream("GET", "/api/v1/watch/namespaces/default/pods",
                                             params={"resourceVersion": "abc"}) as bad:
         assert bad.status_code == 400
+
+
+def _join(server: RunningServer, node: str) -> str:
+    """A node token, obtained the way an agent gets one: the join token's secret and a CSR."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)])).sign(key, hashes.SHA256()))
+    secret = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
+    with server.http(token=secret) as http:
+        joined = http.post("/api/v1/join", json={"nodeName": node, "csr": csr.public_bytes(
+            serialization.Encoding.PEM).decode()})
+    assert joined.status_code == 200, joined.text
+    return str(joined.json()["token"])
+
+
+def test_a_node_token_writes_only_its_own_things(server: RunningServer) -> None:
+    token = _join(server, "gw-1")
+    node = {"apiVersion": "shoal/v1", "kind": "Node", "metadata": {"name": "gw-1"}}
+    with server.http() as admin, server.http(token=token) as gw:
+        assert gw.post("/api/v1/nodes", json=node).status_code == 201
+        other = gw.post("/api/v1/nodes", json=dict(node, metadata={"name": "gw-2"}))
+        assert other.status_code == 403 and other.json()["reason"] == "Forbidden"
+        assert gw.post("/api/v1/nodes/gw-1/heartbeat").status_code == 204
+        assert gw.post("/api/v1/heartbeats", json={"nodes": ["gw-1", "gw-2"]}).status_code == 403
+        mine = dict(POD, metadata={"name": "mine"}, spec={**POD["spec"], "nodeName": "gw-1"})  # type: ignore[dict-item]
+        theirs = dict(POD, metadata={"name": "theirs"}, spec={**POD["spec"], "nodeName": "gw-2"})  # type: ignore[dict-item]
+        assert gw.post(PODS, json=mine).status_code == 403  # nodes do not create pods
+        for pod in (mine, theirs):
+            assert admin.post(PODS, json=pod).status_code == 201
+        assert gw.get(PODS).status_code == 200
+        running = {"status": {"phase": "Running"}}
+        assert gw.put(f"{PODS}/mine/status", json={**mine, **running}).status_code == 200
+        assert gw.put(f"{PODS}/theirs/status", json={**theirs, **running}).status_code == 403
+        assert gw.delete(f"{PODS}/theirs").status_code == 403
+        assert gw.get("/api/v1/namespaces/default/deployments").status_code == 403
