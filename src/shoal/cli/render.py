@@ -162,6 +162,18 @@ def _namespace(ns: Obj, wide: bool, now: datetime) -> Row:
     return [_meta(ns).get("name", ""), _status(ns).get("phase") or "Active", _created(ns, now)]
 
 
+def _endpoints(ep: Obj, wide: bool, now: datetime) -> Row:
+    """kubectl's ENDPOINTS column: ready ip:port pairs, the first three and a count of the rest."""
+    pairs = [f"{a.get('ip', '')}:{p.get('port', '')}" for subset in ep.get("subsets") or []
+             for a in subset.get("addresses") or [] for p in subset.get("ports") or [{}]]
+    shown = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
+    return [_meta(ep).get("name", ""), shown or NONE, _created(ep, now)]
+
+
+def _allocation(alloc: Obj, wide: bool, now: datetime) -> Row:
+    return [_meta(alloc).get("name", ""), str(len(_spec(alloc).get("pods") or [])), _created(alloc, now)]
+
+
 Columns = tuple[tuple[str, ...], tuple[str, ...], Callable[[Obj, bool, datetime], Row]]
 
 COLUMNS: dict[str, Columns] = {
@@ -174,6 +186,8 @@ COLUMNS: dict[str, Columns] = {
     "ConfigMap": (("NAME", "DATA", "AGE"), (), _config),
     "Secret": (("NAME", "DATA", "AGE"), (), _config),
     "Namespace": (("NAME", "STATUS", "AGE"), (), _namespace),
+    "Endpoints": (("NAME", "ENDPOINTS", "AGE"), (), _endpoints),
+    "NodeAllocation": (("NAME", "PODS", "AGE"), (), _allocation),
 }
 
 

@@ -132,3 +132,16 @@ def test_a_sub_app_missing_from_the_install_is_an_error_not_a_traceback(monkeypa
     result = CliRunner().invoke(main.build_app(["ghost"]), ["ghost", "x"])
     assert result.exit_code == 3
     assert "`shoal ghost` is not available" in result.stderr
+
+
+def test_endpoints_show_ready_addresses_like_kubectl() -> None:
+    from shoal.cli.render import headers, rows
+    from shoal.model import lookup
+
+    info = lookup("ep")
+    ep = {"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": f"10.77.0.{i}"} for i in range(2, 7)],
+                                                  "ports": [{"port": 8080}]}]}
+    assert headers(info) == ["NAME", "ENDPOINTS", "AGE"]
+    [row] = rows(info, [ep])
+    assert row[1] == "10.77.0.2:8080,10.77.0.3:8080,10.77.0.4:8080 + 2 more..."
+    assert rows(info, [{"metadata": {"name": "idle"}}])[0][1] == "<none>"
