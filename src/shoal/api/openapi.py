@@ -24,7 +24,7 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _errors(*codes: str) -> dict[str, Any]:
+def error_responses(*codes: str) -> dict[str, Any]:
     return {code: {"description": _ERRORS[code], "content": {_JSON: {"schema": _ref("Status")}}}
             for code in codes}
 
@@ -33,7 +33,7 @@ def _ok(schema: dict[str, Any], code: str = "200", description: str = "OK") -> d
     return {code: {"description": description, "content": {_JSON: {"schema": schema}}}}
 
 
-def _param(name: str, where: str = "path", description: str = "") -> dict[str, Any]:
+def parameter(name: str, where: str = "path", description: str = "") -> dict[str, Any]:
     param: dict[str, Any] = {"name": name, "in": where, "required": where == "path",
                              "schema": {"type": "string"}}
     if where == "path":
@@ -53,58 +53,58 @@ def _list_schema(kind: str) -> dict[str, Any]:
 
 def _operations(info: KindInfo, base: str, params: list[dict[str, Any]], paths: dict[str, Any]) -> None:
     kind, tag = info.kind, info.plural
-    selectors = [_param("labelSelector", "query", "e.g. app=web,tier!=db"),
-                 _param("fieldSelector", "query", "e.g. spec.nodeName=gw-1")]
+    selectors = [parameter("labelSelector", "query", "e.g. app=web,tier!=db"),
+                 parameter("fieldSelector", "query", "e.g. spec.nodeName=gw-1")]
     scope = "namespaced" if params else "cluster"
     paths[base] = {
         "parameters": params,
         "get": {"operationId": f"list{kind}{scope.title()}", "tags": [tag], "summary": f"List {info.plural}",
                 "parameters": selectors,
-                "responses": {**_ok(_list_schema(kind)), **_errors("400", "401", "404")}},
+                "responses": {**_ok(_list_schema(kind)), **error_responses("400", "401", "404")}},
         "post": {"operationId": f"create{kind}{scope.title()}", "tags": [tag], "summary": f"Create a {info.singular}",
                  "requestBody": {"required": True, "content": {_JSON: {"schema": _ref(kind)}}},
                  "responses": {**_ok(_ref(kind), "201", "Created"),
-                               **_errors("400", "401", "404", "409", "415", "422")}},
+                               **error_responses("400", "401", "404", "409", "415", "422")}},
     }
     item = f"{base}/{{name}}"
-    named = [*params, _param("name")]
+    named = [*params, parameter("name")]
     patch_body = {"required": True, "content": {
         "application/merge-patch+json": {"schema": {"type": "object"}},
         "application/apply-patch+json": {"schema": {"type": "object"}}}}
     paths[item] = {
         "parameters": named,
         "get": {"operationId": f"read{kind}{scope.title()}", "tags": [tag],
-                "responses": {**_ok(_ref(kind)), **_errors("401", "404")}},
+                "responses": {**_ok(_ref(kind)), **error_responses("401", "404")}},
         "put": {"operationId": f"replace{kind}{scope.title()}", "tags": [tag],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": _ref(kind)}}},
-                "responses": {**_ok(_ref(kind)), **_errors("400", "401", "404", "409", "415", "422")}},
+                "responses": {**_ok(_ref(kind)), **error_responses("400", "401", "404", "409", "415", "422")}},
         "patch": {"operationId": f"patch{kind}{scope.title()}", "tags": [tag],
                   "description": "merge patch (RFC 7386) or server-side apply (creates when absent)",
-                  "parameters": [_param("fieldManager", "query", "who is applying, e.g. shoal-cli")],
+                  "parameters": [parameter("fieldManager", "query", "who is applying, e.g. shoal-cli")],
                   "requestBody": patch_body,
                   "responses": {**_ok(_ref(kind)), **_ok(_ref(kind), "201", "Created by apply"),
-                                **_errors("400", "401", "404", "409", "415", "422")}},
+                                **error_responses("400", "401", "404", "409", "415", "422")}},
         "delete": {"operationId": f"delete{kind}{scope.title()}", "tags": [tag],
-                   "responses": {**_ok(_ref(kind)), **_errors("401", "404", "409", "422")}},
+                   "responses": {**_ok(_ref(kind)), **error_responses("401", "404", "409", "422")}},
     }
     if info.has_status:
         paths[f"{item}/status"] = {
             "parameters": named,
             "get": {"operationId": f"read{kind}Status{scope.title()}", "tags": [tag],
-                    "responses": {**_ok(_ref(kind)), **_errors("401", "404")}},
+                    "responses": {**_ok(_ref(kind)), **error_responses("401", "404")}},
             "put": {"operationId": f"replace{kind}Status{scope.title()}", "tags": [tag],
                     "requestBody": {"required": True, "content": {_JSON: {"schema": _ref(kind)}}},
-                    "responses": {**_ok(_ref(kind)), **_errors("400", "401", "404", "409", "415", "422")}},
+                    "responses": {**_ok(_ref(kind)), **error_responses("400", "401", "404", "409", "415", "422")}},
         }
     watch = base.replace("/api/v1/", "/api/v1/watch/", 1)
     paths[watch] = {
         "parameters": params,
         "get": {"operationId": f"watch{kind}{scope.title()}", "tags": [tag, "streaming"],
                 "summary": f"Watch {info.plural}: NDJSON events, replayed from resourceVersion then live",
-                "parameters": [*selectors, _param("resourceVersion", "query")],
+                "parameters": [*selectors, parameter("resourceVersion", "query")],
                 "responses": {"200": {"description": "a stream of watch events, one JSON object per line",
                                       "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-                              **_errors("400", "401", "404")}},
+                              **error_responses("400", "401", "404")}},
     }
 
 
@@ -113,28 +113,29 @@ def _scale_paths(paths: dict[str, Any]) -> None:
         "apiVersion": {"type": "string"}, "kind": {"const": "Scale"}, "metadata": {"type": "object"},
         "spec": {"type": "object", "properties": {"replicas": {"type": "integer", "minimum": 0}}},
         "status": {"type": "object"}}}
-    params = [_param("namespace"), _param("name")]
+    params = [parameter("namespace"), parameter("name")]
     paths["/api/v1/namespaces/{namespace}/deployments/{name}/scale"] = {
         "parameters": params,
         "get": {"operationId": "readDeploymentScale", "tags": ["deployments"],
-                "responses": {**_ok(scale), **_errors("401", "404")}},
+                "responses": {**_ok(scale), **error_responses("401", "404")}},
         "put": {"operationId": "replaceDeploymentScale", "tags": ["deployments"],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": scale}}},
-                "responses": {**_ok(scale), **_errors("400", "401", "404", "409", "415", "422")}},
+                "responses": {**_ok(scale), **error_responses("400", "401", "404", "409", "415", "422")}},
     }
 
 
 def _node_paths(paths: dict[str, Any]) -> None:
     empty = {"204": {"description": "lease renewed"}}
     paths["/api/v1/nodes/{name}/heartbeat"] = {
-        "parameters": [_param("name")],
-        "post": {"operationId": "heartbeatNode", "tags": ["nodes"], "responses": {**empty, **_errors("401", "404")}}}
+        "parameters": [parameter("name")],
+        "post": {"operationId": "heartbeatNode", "tags": ["nodes"],
+                 "responses": {**empty, **error_responses("401", "404")}}}
     paths["/api/v1/heartbeats"] = {
         "post": {"operationId": "heartbeatNodes", "tags": ["nodes"],
                  "requestBody": {"required": True, "content": {_JSON: {"schema": {
                      "type": "object", "required": ["nodes"],
                      "properties": {"nodes": {"type": "array", "items": {"type": "string"}}}}}}},
-                 "responses": {**empty, **_errors("400", "401", "415", "422")}}}
+                 "responses": {**empty, **error_responses("400", "401", "415", "422")}}}
 
 
 def _public_paths(paths: dict[str, Any]) -> None:
@@ -154,11 +155,11 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for info in KINDS:
         if info.namespaced:
-            _operations(info, f"/api/v1/namespaces/{{namespace}}/{info.plural}", [_param("namespace")], paths)
+            _operations(info, f"/api/v1/namespaces/{{namespace}}/{info.plural}", [parameter("namespace")], paths)
             paths[f"/api/v1/{info.plural}"] = {"get": {
                 "operationId": f"list{info.kind}AllNamespaces", "tags": [info.plural],
-                "parameters": [_param("labelSelector", "query"), _param("fieldSelector", "query")],
-                "responses": {**_ok(_list_schema(info.kind)), **_errors("400", "401")}}}
+                "parameters": [parameter("labelSelector", "query"), parameter("fieldSelector", "query")],
+                "responses": {**_ok(_list_schema(info.kind)), **error_responses("400", "401")}}}
         else:
             _operations(info, f"/api/v1/{info.plural}", [], paths)
     _scale_paths(paths)

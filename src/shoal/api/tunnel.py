@@ -320,55 +320,55 @@ def tunnel_routes(hub: TunnelHub) -> list[HTTPRouteHandler]:
 
 def tunnel_paths(paths: dict[str, Any]) -> None:
     """The OpenAPI operations of the log, exec and tunnel routes (streaming ones tagged ``streaming``)."""
-    from shoal.api.openapi import _errors, _param
+    from shoal.api.openapi import error_responses, parameter
 
-    pod_params = [_param("namespace"), _param("name")]
+    pod_params = [parameter("namespace"), parameter("name")]
     status = {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}
-    failures = {**_errors("400", "401", "404"),
+    failures = {**error_responses("400", "401", "404"),
                 "403": {"description": "node credentials may not do this", "content": status},
                 "500": {"description": "the node failed to serve it", "content": status},
                 "503": {"description": "the pod's node has no tunnel open (its agent is not running)",
                         "content": status},
                 "504": {"description": "the pod's node did not answer in time", "content": status}}
-    common = [_param("container", "query", "container name (default: the pod's first container)")]
+    common = [parameter("container", "query", "container name (default: the pod's first container)")]
     text = {"text/plain": {"schema": {"type": "string"}}}
     paths["/api/v1/namespaces/{namespace}/pods/{name}/log"] = {
         "parameters": pod_params,
         "get": {"operationId": "readPodLog", "tags": ["pods"],
                 "summary": "A container's log (the current one, or the one before its last restart)",
-                "parameters": [*common, _param("tailLines", "query", "only the last N lines"),
-                               _param("previous", "query", "1: the log of the previous, terminated instance")],
+                "parameters": [*common, parameter("tailLines", "query", "only the last N lines"),
+                               parameter("previous", "query", "1: the log of the previous, terminated instance")],
                 "responses": {"200": {"description": "the log as text", "content": text}, **failures}}}
     paths["/api/v1/namespaces/{namespace}/pods/{name}/log/follow"] = {
         "parameters": pod_params,
         "get": {"operationId": "followPodLog", "tags": ["pods", "streaming"],
                 "summary": "A container's log, then new lines as they are written until the container ends "
                            "(the same as .../log?follow=1)",
-                "parameters": [*common, _param("tailLines", "query", "start with the last N lines")],
+                "parameters": [*common, parameter("tailLines", "query", "start with the last N lines")],
                 "responses": {"200": {"description": "a text stream", "content": text}, **failures}}}
     paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"] = {
         "parameters": pod_params,
         "post": {"operationId": "execPod", "tags": ["pods", "streaming"],
                  "summary": "Run a command in a container: stdout/stderr frames, then a result frame "
                             "(5-byte header: channel 1|2|3, big-endian length)",
-                 "parameters": [*common, {**_param("command", "query", "one per argument"), "required": True},
-                                _param("timeoutSeconds", "query", "kill the command after this (default 60)")],
+                 "parameters": [*common, {**parameter("command", "query", "one per argument"), "required": True},
+                                parameter("timeoutSeconds", "query", "kill the command after this (default 60)")],
                  "responses": {"200": {"description": "framed output",
                                        "content": {EXEC_MEDIA_TYPE: {"schema": {"type": "string"}}}},
                                **failures}}}
     paths["/api/v1/nodes/{name}/tunnel"] = {
-        "parameters": [_param("name")],
+        "parameters": [parameter("name")],
         "get": {"operationId": "openNodeTunnel", "tags": ["nodes", "streaming"],
                 "summary": "For the node's agent: NDJSON request frames (logs, exec, cancel, ping)",
                 "responses": {"200": {"description": "NDJSON frames",
                                       "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-                              **_errors("401"),
+                              **error_responses("401"),
                               "403": {"description": "not this node's credentials", "content": status}}}}
     paths["/api/v1/nodes/{name}/tunnel/{id}"] = {
-        "parameters": [_param("name"), {**_param("id"), "schema": {"type": "string"}}],
+        "parameters": [parameter("name"), {**parameter("id"), "schema": {"type": "string"}}],
         "post": {"operationId": "answerNodeTunnel", "tags": ["nodes", "streaming"],
                  "summary": "For the node's agent: the streamed answer to one tunnel request",
-                 "parameters": [_param("X-Shoal-Status", "header", "the answer's HTTP status (default 200)")],
+                 "parameters": [parameter("X-Shoal-Status", "header", "the answer's HTTP status (default 200)")],
                  "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
-                 "responses": {"204": {"description": "relayed"}, **_errors("400", "401", "404", "409"),
+                 "responses": {"204": {"description": "relayed"}, **error_responses("400", "401", "404", "409"),
                                "403": {"description": "not this node's credentials", "content": status}}}}
