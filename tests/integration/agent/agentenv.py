@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tarfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
+from tests.tarballs import tar_of
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -83,24 +84,6 @@ class Server:
                               capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
-def _tar(entries: list[tuple[str, bytes | str | None, int]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, payload, mode in entries:
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime = mode, 1_600_000_000
-            if payload is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif isinstance(payload, str):
-                info.type, info.linkname = tarfile.SYMTYPE, payload
-                tar.addfile(info)
-            else:
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-    return buf.getvalue()
-
-
 @contextlib.contextmanager
 def serve_busybox_image(tmp_path: Path) -> Iterator[str]:
     """``127.0.0.1:PORT/test/busybox:1`` in a real Debian docker-registry: busybox-static FROM scratch."""
@@ -130,7 +113,7 @@ def serve_busybox_image(tmp_path: Path) -> Iterator[str]:
         entries += [(d, None, 0o755) for d in ("proc", "sys", "dev", "tmp", "etc")]
         name = f"127.0.0.1:{port}/test/busybox:1"
         store = ContentStore(tmp_path / "build-store")
-        create_image(store, name, [_tar(entries)], config={"Cmd": ["sleep", "3600"]})
+        create_image(store, name, [tar_of(*entries)], config={"Cmd": ["sleep", "3600"]})
         asyncio.run(push_image(store, name, parse_reference(name)))
         yield name
     finally:
@@ -229,3 +212,28 @@ class AgentEnv:
                 for d in sorted((p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
                     with contextlib.suppress(OSError):
                         d.rmdir()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path / "server", free_port(), tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        kill_group(running.process)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Iterator[str]:
+    """``127.0.0.1:PORT/test/busybox:1`` in a real Debian docker-registry: busybox-static FROM scratch."""
+    with serve_busybox_image(tmp_path) as name:
+        yield name
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path, server: Server) -> Iterator[AgentEnv]:
+    env = AgentEnv(tmp_path, server, tmp_path / "agent", tmp_path / "runc", f"/shoal-agent-test-{uuid.uuid4().hex[:8]}")
+    try:
+        yield env
+    finally:
+        env.cleanup()

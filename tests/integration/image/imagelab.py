@@ -3,10 +3,8 @@ busybox-static image built FROM scratch with shoal's own code."""
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
-import tarfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.tarballs import tar_of
 
 USER, PASSWORD = "edge", "s3cret-pass"
 
@@ -87,25 +86,6 @@ def start_registry(tmp_path: Path) -> Iterator[Callable[[bool], Registry]]:
 @pytest.fixture
 def registry(start_registry: Callable[[bool], Registry]) -> Registry:
     return start_registry(False)
-
-
-def tar_of(*entries: tuple[str, bytes | str | None, int]) -> bytes:
-    """Entries (name, data|symlink-target|None for dir, mode) → uncompressed tar bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, payload, mode in entries:
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime = mode, 1_600_000_000
-            if payload is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif isinstance(payload, str):
-                info.type, info.linkname = tarfile.SYMTYPE, payload
-                tar.addfile(info)
-            else:
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-    return buf.getvalue()
 
 
 def busybox_layers() -> list[bytes]:
