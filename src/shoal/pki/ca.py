@@ -23,8 +23,9 @@ CA_DAYS = 3650
 LEAF_DAYS = 365
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``, mode 0600: a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -97,7 +98,7 @@ class CertificateAuthority:
                                              encipher_only=False, decipher_only=False), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .sign(key, hashes.SHA256()))
-        _write_private(key_path, _key_pem(key))
+        write_private(key_path, _key_pem(key))
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(cert, key)
 
@@ -138,8 +139,8 @@ class CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal-server")])
         cert = self._sign(subject, key.public_key(), server=True, sans=sans)
-        _write_private(key_path, _key_pem(key))
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
+        write_private(key_path, _key_pem(key))
+        write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
         return cert_path, key_path
 
     def sign_csr(self, csr_pem: bytes, node_name: str) -> bytes:

@@ -15,6 +15,8 @@ import secrets
 import threading
 from pathlib import Path
 
+from shoal.pki.ca import write_private
+
 __all__ = ["NodeCredentials"]
 
 SUBJECT_PREFIX = "node:"
@@ -46,13 +48,7 @@ class NodeCredentials:
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self._by_hash, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(self._by_hash, sort_keys=True).encode())
 
     def issue(self, node: str) -> str:
         """A new token for ``node``; any earlier token of that node is revoked."""

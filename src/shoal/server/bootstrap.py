@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from shoal.pki import CertificateAuthority, JoinToken, ca_hash, new_secret
+from shoal.pki import CertificateAuthority, JoinToken, ca_hash, new_secret, write_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +30,7 @@ def _secret_file(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     value = new_secret()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    write_private(path, f"{value}\n".encode())
     return value
 
 
@@ -59,12 +57,12 @@ def prepare(data_dir: Path, bind: str, port: int, extra_sans: list[str]) -> Serv
     admin_token = _secret_file(data_dir / "admin-token")
     join_secret = _secret_file(data_dir / "node-secret")
     join_token = JoinToken(ca_hash(ca.cert_pem), join_secret)
-    (data_dir / "node-token").write_text(f"{join_token}\n")
+    write_private(data_dir / "node-token", f"{join_token}\n".encode())
     host = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
     url_host = f"[{host}]" if ":" in host else host
     admin_config = data_dir / "admin.yaml"
     config = {"server": f"https://{url_host}:{port}", "ca": ca.cert_pem.decode(), "token": admin_token}
-    fd = os.open(admin_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(config, handle, default_flow_style=False)
+    text = yaml.safe_dump(config, default_flow_style=False).encode()
+    if not admin_config.exists() or admin_config.read_bytes() != text:
+        write_private(admin_config, text)
     return ServerFiles(data_dir, ca, cert_file, key_file, admin_token, join_token, admin_config)
