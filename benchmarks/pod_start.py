@@ -4,15 +4,20 @@ vs bare `runc run -d`, with the same busybox-static image already present on the
     shoal_p50_ms, shoal_p95_ms  POST a pod pinned to the node → its status shows Running (seen on a
                                 watch stream, so the measurement adds no polling delay); 20 pods,
                                 one after another, image present
-    podman_p50_ms               `podman --runtime runc run -d --network none` of the same image
-                                (loaded into podman's storage from `shoal image save`), whole process
+    podman_p50_ms               `podman --runtime runc run -d` of the same image (loaded into podman's
+                                storage from `shoal image save`), whole process
     runc_p50_ms                 `runc run -d` on an unpacked bundle of the same image, whole process
     agent_rss_mb                the agent's RSS with 10 pods running
     node_overhead_mb            agent + its conmons (+ any helper process it started), RSS summed
 
-shoal pods have loopback-only networking for now, so podman runs with `--network none`: the JSON
-says so. Usage: python benchmarks/pod_start.py --json OUT [--pods 20]. Runs as root in < 5 min;
-server, registry, agent, containers, podman storage and temp dirs are removed at the end.
+Both sides get their pod networking (``--network bridge``, the default): the shoal agent wires each
+pod with CNI (bridge + host-local + portmap + bandwidth) and programs its nftables service table,
+podman uses its netavark bridge. Each runs inside its own test-created network namespace (a
+separate "host"), so nothing touches this machine's networking; the server and registry stay on
+loopback and are forwarded in. ``--network none`` compares loopback-only pods on both sides.
+Usage: python benchmarks/pod_start.py --json OUT [--pods 20] [--network bridge|none]. Runs as root
+in < 5 min; server, registry, agent, containers, namespaces, podman storage and temp dirs are
+removed at the end.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # agentenv imports tests.tarballs
 sys.path.insert(0, str(HERE.parent / "tests" / "integration" / "agent"))
 
 import httpx  # noqa: E402
 from agentenv import AgentEnv, free_port, kill_group, serve_busybox_image, start_server, wait_until  # noqa: E402
+from netenv import Forwarder, host_netns  # noqa: E402
 
 from _common import percentile  # noqa: E402
 
@@ -140,21 +147,23 @@ def bench_shoal(env: AgentEnv, image: str, count: int) -> tuple[list[float], flo
     return timings, agent_kb / 1024, node_kb / 1024
 
 
-def bench_podman(tmp: Path, archive: Path, image: str, count: int) -> list[float]:
+def bench_podman(tmp: Path, archive: Path, image: str, count: int, network: str) -> list[float]:
     store = ["--root", str(tmp / "podman"), "--runroot", str(tmp / "podman-run"), "--tmpdir", str(tmp / "ptmp")]
     run = [*PODMAN, *store]
     subprocess.run([*run, "load", "-q", "-i", str(archive)], check=True, capture_output=True, timeout=120)
     timings: list[float] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        if network == "bridge":  # netavark's bridge and firewall rules go into a namespace of our own
+            netns = stack.enter_context(host_netns(tmp / "podman-host", "podman0"))
+            run = ["nsenter", f"--net={netns}", *run]
+        stack.callback(subprocess.run, [*run, "system", "reset", "-f"], capture_output=True, timeout=120)
+        stack.callback(subprocess.run, [*run, "rm", "-f", "-a", "-t", "0"], capture_output=True, timeout=120)
         for i in range(count + 1):
             started = time.perf_counter()
-            subprocess.run([*run, "run", "-d", "--network", "none", *LIMITS, "--name", f"bench-{i}", image,
+            subprocess.run([*run, "run", "-d", "--network", network, *LIMITS, "--name", f"bench-{i}", image,
                             "sh", "-c", LOOP], check=True, capture_output=True, timeout=60)
             if i:  # the first run warms podman's caches, as the warm-up pod does for shoal
                 timings.append((time.perf_counter() - started) * 1000)
-    finally:
-        subprocess.run([*run, "rm", "-f", "-a", "-t", "0"], capture_output=True, timeout=120)
-        subprocess.run([*run, "system", "reset", "-f"], capture_output=True, timeout=120)
     return timings
 
 
@@ -187,11 +196,17 @@ def bench_runc(tmp: Path, image_root: Path, image: str, count: int) -> list[floa
 
 
 @contextlib.contextmanager
-def shoal_node(tmp: Path, log_level: str) -> Iterator[tuple[AgentEnv, str]]:
+def shoal_node(tmp: Path, log_level: str, network: str) -> Iterator[tuple[AgentEnv, str]]:
     server = start_server(tmp / "server", free_port(), tmp / "server.log")
     env = AgentEnv(tmp, server, tmp / "agent", tmp / "runc", f"/shoal-bench-{uuid.uuid4().hex[:8]}")
     try:
-        with serve_busybox_image(tmp) as image:
+        with serve_busybox_image(tmp) as image, contextlib.ExitStack() as stack:
+            if network == "bridge":
+                env.bridge = f"sb{uuid.uuid4().hex[:8]}"
+                env.netns = stack.enter_context(host_netns(tmp / "shoal-host", env.bridge))
+                registry_port = int(image.split("/", 1)[0].rsplit(":", 1)[1])
+                stack.callback(Forwarder(env.netns, [server.port, registry_port]).close)
+                stack.callback(env.cleanup)  # the agent goes before its namespace does
             env.start("--log-level", log_level, token=server.join_token, name="bench-node")
             with server.http() as http:
                 wait_until(lambda: http.get("/api/v1/nodes/bench-node").status_code == 200, 60, "node registration")
@@ -205,23 +220,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", required=True, help="where to write the results")
     parser.add_argument("--pods", type=int, default=20)
+    parser.add_argument("--network", choices=("bridge", "none"), default="bridge",
+                        help="pod networking on both sides (default: %(default)s)")
     parser.add_argument("--agent-log-level", default="warning", help="debug shows the agent's per-step timings")
     parser.add_argument("--keep-logs", default="", help="copy the agent's log here (for profiling)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shoal-podstart-") as name:
         tmp = Path(name)
-        with shoal_node(tmp, args.agent_log_level) as (env, image):
+        with shoal_node(tmp, args.agent_log_level, args.network) as (env, image):
             shoal, agent_mb, node_mb = bench_shoal(env, image, args.pods)
             if args.keep_logs:
                 Path(args.keep_logs).write_text(env.logs())
             archive = tmp / "image.tar"
             subprocess.run([sys.executable, "-m", "shoal", "image", "save", "--root", str(env.data_dir / "images"),
                             "-o", str(archive), image], check=True, capture_output=True, timeout=120)
-            podman = bench_podman(tmp, archive, image, args.pods)
+            podman = bench_podman(tmp, archive, image, args.pods, args.network)
             runc = bench_runc(tmp, env.data_dir / "images", image, args.pods)
     result = {
         "pods": args.pods,
-        "networking": "none (loopback only) on both sides",
+        "networking": ("CNI bridge (shoal) vs netavark bridge (podman), each in its own network namespace"
+                       if args.network == "bridge" else "none (loopback only) on both sides"),
         "shoal_p50_ms": round(statistics.median(shoal), 1),
         "shoal_p95_ms": round(percentile(shoal, 95), 1),
         "podman_p50_ms": round(statistics.median(podman), 1),
