@@ -35,6 +35,7 @@ LAZY_APPS: tuple[tuple[str, str, str], ...] = (
     ("shoal.server.cli", "server", "Run the shoal API server and controllers."),
     ("shoal.sim.cli", "sim", "Simulate a fleet of hollow nodes."),
     ("shoal.agent.cli", "agent", "Run the node agent."),
+    ("shoal.fleet.cli", "cluster", "Run a local fleet: a server and N agents in network namespaces."),
 )
 _VALUE_OPTIONS = {"--config", "-n", "--namespace"}
 
