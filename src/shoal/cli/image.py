@@ -40,6 +40,14 @@ InsecureOption = Annotated[
         "--insecure", help="Registry host[:port] to reach over plain HTTP (loopback registries always are)."
     ),
 ]
+AuthfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--authfile",
+        help="Logins file (`shoal registry login`, or a Docker/Podman config.json/auth.json); "
+        "default $SHOAL_AUTH_FILE or ~/.config/shoal/auth.json.",
+    ),
+]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, max=32, help="Parallel blob transfers.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -107,12 +115,14 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
         yield update
 
 
-def _creds(text: str | None) -> Any:
-    if text is None:
-        return None
+def _access(creds: str | None, insecure: list[str] | None, authfile: str | None) -> Any:
+    """Registry access: --creds for the image's registry, then stored logins, then registries.yaml."""
     from shoal.image.auth import Credentials
+    from shoal.image.pull import RegistryAccess
 
-    return Credentials.parse(text)
+    return RegistryAccess.load(
+        authfile=authfile, credentials=Credentials.parse(creds) if creds is not None else None, insecure=insecure or ()
+    )
 
 
 @app.command()
@@ -124,6 +134,7 @@ def pull(
     platform: Annotated[str | None, typer.Option(help="OS/ARCH\\[/VARIANT]; default: this node's.")] = None,
     jobs: JobsOption = 4,
     quiet: QuietOption = False,
+    authfile: AuthfileOption = None,
     unpack: Annotated[bool, typer.Option("--unpack", help="Also unpack its layers for the runtime.")] = False,
 ) -> None:
     """Pull an image (the right platform of a multi-arch index) into the local store."""
@@ -141,8 +152,7 @@ def pull(
                     store,
                     ref,
                     platform=want,
-                    credentials=_creds(creds),
-                    insecure=insecure or (),
+                    access=_access(creds, insecure, authfile),
                     concurrency=jobs,
                     progress=progress,
                 )
@@ -170,6 +180,7 @@ def push(
     insecure: InsecureOption = None,
     jobs: JobsOption = 4,
     quiet: QuietOption = False,
+    authfile: AuthfileOption = None,
 ) -> None:
     """Push a local image to a registry."""
     from shoal.image.pull import push_image
@@ -184,8 +195,7 @@ def push(
                     store,
                     image,
                     dest,
-                    credentials=_creds(creds),
-                    insecure=insecure or (),
+                    access=_access(creds, insecure, authfile),
                     concurrency=jobs,
                     progress=progress,
                 )
@@ -244,20 +254,47 @@ def inspect(
     typer.echo(json.dumps(_run(work), indent=2))
 
 
+def _pinned_note(store: Any, digest: str) -> str:
+    owners = store.pinned_by(digest)
+    return f"pinned by pod{'s' if len(owners) > 1 else ''} {', '.join(owners)}" if owners else ""
+
+
+def _kept_lines(pins: list[Any]) -> list[str]:
+    """``Kept NAME (DIGEST): pinned by pods A, B`` for each pinned image."""
+    owners: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
+    for pin in pins:
+        owners.setdefault(pin.digest, set()).add(pin.owner)
+        names.setdefault(pin.digest, pin.name or pin.digest)
+    return [
+        f"Kept {names[d]} ({d[7:19]}): pinned by pod{'s' if len(o) > 1 else ''} {', '.join(sorted(o))}"
+        for d, o in sorted(owners.items(), key=lambda kv: names[kv[0]])
+    ]
+
+
 @app.command()
 def rm(
     images: Annotated[list[str], typer.Argument(help="Local image names.")],
     root: RootOption = DEFAULT_ROOT,
     prune_after: Annotated[bool, typer.Option("--prune", help="Also free unreferenced blobs.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Untag even images pinned by pods.")] = False,
 ) -> None:
-    """Remove image names from the local store (blobs are freed by prune)."""
+    """Remove image names from the local store (blobs are freed by prune; pinned content is kept)."""
 
     def work() -> list[str]:
         store = _store(root)
-        out = [f"Untagged: {store.remove_image(store.resolve(name).name).name}" for name in images]
+        found = [store.resolve(name) for name in images]
+        for image in found:
+            if not force and (note := _pinned_note(store, image.descriptor.digest)):
+                raise ValueError(
+                    f"image {image.name} is {note} (kept for their offline restarts); "
+                    "pass --force to untag it anyway (its content stays until they are unpinned)"
+                )
+        out = [f"Untagged: {store.remove_image(image.name).name}" for image in found]
         if prune_after:
             result = store.prune()
             out.append(f"Deleted {len(result.removed_blobs)} blobs, freed {_human(result.freed_bytes)}")
+            out.extend(_kept_lines(result.pinned))
         return out
 
     for line in _run(work):
@@ -266,12 +303,14 @@ def rm(
 
 @app.command()
 def prune(root: RootOption = DEFAULT_ROOT) -> None:
-    """Delete blobs and unpacked layers no local image references."""
+    """Delete blobs and unpacked layers no local image (nor pod pin) references."""
     result = _run(lambda: _store(root).prune())
     typer.echo(
         f"Deleted {len(result.removed_blobs)} blobs and {len(result.removed_layers)} unpacked layers, "
         f"freed {_human(result.freed_bytes)}"
     )
+    for line in _kept_lines(result.pinned):
+        typer.echo(line)
 
 
 @app.command()
@@ -351,8 +390,9 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the layer cache.")] = False,
     root: RootOption = DEFAULT_ROOT,
     quiet: QuietOption = False,
+    authfile: AuthfileOption = None,
 ) -> None:
-    """Build an image from a Dockerfile (RUN steps run in runc containers)."""
+    """Build an image from a Dockerfile (RUN steps run in runc containers; FROM pulls use stored logins)."""
     from pathlib import Path
 
     from shoal.image.builder import Builder, BuildOptions
@@ -360,6 +400,10 @@ def build(
     from shoal.image.platform import parse_platform
 
     def work() -> Any:
+        if authfile:  # FROM pulls read the logins file named by the environment
+            from shoal.image.credentials import ENV_PATH
+
+            os.environ[ENV_PATH] = authfile
         ctx = Path(context)
         if not ctx.is_dir():
             raise ValueError(f"build context {context!r} is not a directory")

@@ -32,6 +32,7 @@ from shoal.cli.common import (
 
 LAZY_APPS: tuple[tuple[str, str, str], ...] = (
     ("shoal.cli.image", "image", "Build, pull, push and list OCI images."),
+    ("shoal.cli.registry", "registry", "Log in to image registries (logins used by image pull/push/build)."),
     ("shoal.server.cli", "server", "Run the shoal API server and controllers."),
     ("shoal.sim.cli", "sim", "Simulate a fleet of hollow nodes."),
     ("shoal.agent.cli", "agent", "Run the node agent."),

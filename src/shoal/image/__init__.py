@@ -15,6 +15,7 @@ __all__ = [
     "buildrun",
     "buildsteps",
     "content",
+    "credentials",
     "dockerfile",
     "errors",
     "fetch",
@@ -27,5 +28,6 @@ __all__ = [
     "pull",
     "reference",
     "registry",
+    "registryconfig",
     "unpack",
 ]

@@ -65,11 +65,16 @@ async def authorize(
     """Answer a challenge: return the Authorization header value to retry with."""
     if challenge.scheme == "basic":
         if credentials is None:
-            raise AuthError(f"registry {registry} requires a login: pass --creds USER:PASSWORD")
+            raise AuthError(
+                f"registry {registry} requires a login: run `shoal registry login {registry}` "
+                "or pass --creds USER:PASSWORD"
+            )
         return credentials.basic_header()
     if challenge.scheme != "bearer" or "realm" not in challenge.params:
         raise AuthError(f"registry {registry}: unsupported authentication challenge {challenge.scheme!r}")
-    params = {"scope": scope}
+    params = {"scope": scope} if scope else {}
+    if credentials is not None:
+        params["account"] = credentials.username
     if "service" in challenge.params:
         params["service"] = challenge.params["service"]
     headers = {"Authorization": credentials.basic_header()} if credentials else {}
@@ -85,9 +90,9 @@ async def authorize(
         who = (
             "credentials were rejected"
             if credentials
-            else "anonymous access denied; pass --creds USER:PASSWORD"
+            else f"anonymous access denied; pass --creds USER:PASSWORD or run `shoal registry login {registry}`"
         )
-        raise AuthError(f"registry {registry}: token service refused {scope}: {who}")
+        raise AuthError(f"registry {registry}: token service refused {scope or 'the login'}: {who}")
     if resp.status_code != 200:
         raise AuthError(f"registry {registry}: token service answered HTTP {resp.status_code}")
     body = resp.json()

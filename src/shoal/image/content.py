@@ -6,14 +6,17 @@ Layout under ROOT (an OCI image layout, so ``skopeo copy oci:ROOT:NAME`` can rea
     ROOT/blobs/sha256/<hex>                 verified content, written temp-file + fdatasync + rename
     ROOT/ingest/<hex>.partial               downloads in progress (resumable)
     ROOT/layers/<chainid hex>/diff          unpacked layers (owned by shoal.image.layers)
+    ROOT/pins.json                          pins: (owner, manifest digest) kept by prune
 
 Blobs are immutable and only appear once verified. Durability: a blob's bytes are fdatasync'ed
 before its rename and the directory is fsync'ed after it, so after a power cut a blob is either
 absent (pulled again) or complete, never a name over missing data. Writeback of big blobs starts
 every 8 MiB while they download (``sync_file_range``), so that fdatasync has little left to wait
 for. ``prune`` is mark-and-sweep from the named images plus pinned digests; it takes the GC lock
-exclusively, while pulls hold it shared (:meth:`ContentStore.lease`), so a blob being pulled is
-never swept. This module must not talk to registries or unpack layers.
+exclusively, while pulls and pin changes hold it shared (:meth:`ContentStore.lease`), so a blob
+being pulled or just pinned is never swept. Pins (:meth:`ContentStore.pin`) name an owner (the
+agent uses pod keys such as ``default/web-1``) that needs an image even after its name is removed,
+e.g. for the offline cache. This module must not talk to registries or unpack layers.
 """
 
 from __future__ import annotations
@@ -175,11 +178,25 @@ class LocalImage:
     descriptor: Descriptor
 
 
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """``owner`` needs the image whose manifest is ``digest`` (``name`` is how it was asked for)."""
+
+    owner: str
+    digest: str
+    name: str | None = None
+
+
+class _PinFile(msgspec.Struct, frozen=True):
+    pins: list[Pin] = []
+
+
 @dataclass(slots=True)
 class PruneResult:
     removed_blobs: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     removed_layers: list[str] = field(default_factory=list)
+    pinned: list[Pin] = field(default_factory=list)
 
 
 class ContentStore:
@@ -316,6 +333,68 @@ class ContentStore:
             raise ImageNotFoundError(f"{digest} is an index, not an image manifest")
         return decoded.document
 
+    # -- pins --------------------------------------------------------------------------------
+    def pins(self) -> list[Pin]:
+        path = self.root / "pins.json"
+        if not path.exists():
+            return []
+        return msgspec.json.decode(path.read_bytes(), type=_PinFile).pins
+
+    def pinned_by(self, digest: str) -> list[str]:
+        """Owners holding the image with manifest ``digest`` (sorted)."""
+        return sorted({p.owner for p in self.pins() if p.digest == digest})
+
+    def _pin_target(self, image: str) -> Pin:
+        if image.startswith("sha256:") and len(image) == 71:
+            named = [i.name for i in self.images() if i.descriptor.digest == image]
+            return Pin("", check_digest(image), named[0] if named else None)
+        found = self.resolve(image)
+        return Pin("", found.descriptor.digest, found.name)
+
+    def _edit_pins(self, edit: Callable[[list[Pin]], list[Pin]]) -> None:
+        with self._locked("gc.lock", fcntl.LOCK_SH), self._locked("pins.lock", fcntl.LOCK_EX):
+            before = self.pins()
+            after = edit(list(before))
+            if after != before:
+                atomic_write(self.root / "pins.json", msgspec.json.encode(_PinFile(after)))
+
+    def pin(self, owner: str, image: str) -> Pin:
+        """Keep ``image`` (a local name, or a manifest digest) and its blobs for ``owner``; idempotent."""
+        if not owner:
+            raise ValueError("pin owner must be a non-empty string such as 'default/web-1'")
+        target = self._pin_target(image)
+        pin = Pin(owner, target.digest, target.name)
+        self._edit_pins(lambda pins: pins if any(
+            (p.owner, p.digest) == (owner, pin.digest) for p in pins) else [*pins, pin])
+        return pin
+
+    def replace_pins(self, owner: str, images: Iterable[str]) -> list[Pin]:
+        """Atomically make ``images`` the only pins of ``owner`` (an empty list unpins it)."""
+        wanted: dict[str, Pin] = {}
+        for image in images:
+            target = self._pin_target(image)
+            wanted.setdefault(target.digest, Pin(owner, target.digest, target.name))
+        self._edit_pins(lambda pins: [p for p in pins if p.owner != owner] + list(wanted.values()))
+        return list(wanted.values())
+
+    def unpin(self, owner: str, image: str | None = None) -> list[Pin]:
+        """Drop ``owner``'s pins (only the one on ``image`` if given); returns the pins removed."""
+        removed: list[Pin] = []
+        names = set() if image is None else {image}
+        if image is not None:
+            with contextlib.suppress(InvalidReferenceError):
+                names.add(str(parse_reference(image)))
+            with contextlib.suppress(ImageNotFoundError):
+                names.add(self._pin_target(image).digest)
+
+        def edit(pins: list[Pin]) -> list[Pin]:
+            hit = [p for p in pins if p.owner == owner and (image is None or names & {p.digest, p.name})]
+            removed.extend(hit)
+            return [p for p in pins if p not in hit]
+
+        self._edit_pins(edit)
+        return removed
+
     # -- garbage collection ----------------------------------------------------------------
     def _mark(self, roots: Iterable[str]) -> tuple[set[str], set[str]]:
         blobs: set[str] = set()
@@ -338,10 +417,11 @@ class ContentStore:
         return blobs, chains
 
     def prune(self, pinned: Iterable[str] = ()) -> PruneResult:
-        """Delete blobs and unpacked layers that no named image (nor a pinned digest) references."""
+        """Delete blobs and unpacked layers that no named image, pin, nor ``pinned`` digest references."""
         result = PruneResult()
         with self._locked("gc.lock", fcntl.LOCK_EX):
-            roots = [i.descriptor.digest for i in self.images()] + list(pinned)
+            result.pinned = self.pins()
+            roots = [i.descriptor.digest for i in self.images()] + [p.digest for p in result.pinned] + list(pinned)
             blobs, chains = self._mark(roots)
             for path in sorted((self.root / "blobs" / "sha256").iterdir()):
                 digest = f"sha256:{path.name}"

@@ -1,9 +1,12 @@
 """Client for the OCI distribution API v2 (pull and push), over httpx.
 
-Owns the HTTP conversation with one registry: scheme choice (plain HTTP only for loopback
-registries or ones listed as insecure), the 401 challenge → token/basic retry, manifest GETs with
-media-type checks and digest verification, resumable blob downloads into the content store, and
-blob/manifest uploads. It must not decide which image to pull or unpack anything (see pull.py).
+Owns the HTTP conversation with one registry endpoint (the origin, or a mirror given as
+``endpoint``): scheme choice (plain HTTP only for loopback registries, ones listed as insecure, or
+an explicit ``http://`` endpoint), TLS settings from registries.yaml (CA file, client certificate,
+skip-verify), the login check of ``shoal registry login`` (``GET /v2/`` and its challenge),
+the 401 challenge → token/basic retry, manifest GETs with media-type checks and digest
+verification, resumable blob downloads into the content store, and blob/manifest uploads. It
+must not decide which image to pull nor which endpoint to try (see pull.py), nor unpack anything.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from shoal.image.errors import (
 from shoal.image.fetch import HttpStatusError, direct_possible, fetch_into
 from shoal.image.oci import DecodedManifest, Descriptor, decode_manifest, sha256_digest, verify_bytes
 from shoal.image.reference import is_loopback
+from shoal.image.registryconfig import TLSSettings
 
 ProgressFn = Callable[[str, int, int], None]
 MAX_MANIFEST_BYTES = 4 << 20
@@ -45,11 +49,28 @@ def _api_host(registry: str) -> str:
     return "registry-1.docker.io" if registry == "docker.io" else registry
 
 
+def _verify(tls: TLSSettings | None, default: bool) -> bool | ssl.SSLContext:
+    """httpx's ``verify``: a context for a custom CA or client certificate, False to skip checks."""
+    if tls is None:
+        return default
+    if tls.insecure_skip_verify:
+        return False
+    if not (tls.ca_file or tls.cert_file):
+        return default
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file) if tls.ca_file else httpx.create_ssl_context()
+        if tls.cert_file and tls.key_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise RegistryError(f"TLS files for this registry cannot be loaded: {exc}") from None
+    return ctx
+
+
 class _LazyTLSTransport(httpx.AsyncBaseTransport):
     """For plain-HTTP registries: the verifying TLS transport (its CA bundle costs ~40 ms to load)
     is only built if a redirect actually leads to an https URL."""
 
-    def __init__(self, verify: bool) -> None:
+    def __init__(self, verify: bool | ssl.SSLContext) -> None:
         self._verify = verify
         self._plain = httpx.AsyncHTTPTransport(verify=False)  # never sees an https URL
         self._tls: httpx.AsyncHTTPTransport | None = None
@@ -79,14 +100,19 @@ class RegistryClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 60.0,
         chunk_size: int = 16 << 20,
+        endpoint: str | None = None,
+        tls: TLSSettings | None = None,
     ) -> None:
+        """``endpoint`` (``scheme://host[:port]``, e.g. a mirror) overrides where ``registry`` is asked;
+        ``tls`` (from registries.yaml) sets CA, client certificate or skipping verification."""
         insecure = set(insecure)
         plain = is_loopback(registry) or registry in insecure
         self.registry, self.chunk_size = registry, chunk_size
-        self.base = f"{'http' if plain else 'https'}://{_api_host(registry)}"
+        self.base = endpoint.rstrip("/") if endpoint else f"{'http' if plain else 'https'}://{_api_host(registry)}"
         self._credentials = credentials
         self._auth: dict[str, str] = {}
-        self._timeout, self._verify = timeout, registry not in insecure
+        self._timeout = timeout
+        self._verify: bool | ssl.SSLContext = _verify(tls, registry not in insecure)
         self._ssl: ssl.SSLContext | None = None
         self._direct = transport is None and direct_possible(self.base)
         if transport is None and self.base.startswith("http:"):
@@ -94,7 +120,7 @@ class RegistryClient:
         self._client = httpx.AsyncClient(
             transport=transport,
             follow_redirects=True,
-            verify=registry not in insecure,
+            verify=self._verify,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         )
 
@@ -138,12 +164,40 @@ class RegistryClient:
             )
         if self._credentials is None:
             raise AuthError(
-                f"registry {self.registry} requires a login for {scope}: pass --creds USER:PASSWORD"
+                f"registry {self.registry} requires a login for {scope}: run `shoal registry login "
+                f"{self.registry}` or pass --creds USER:PASSWORD"
             )
         raise AuthError(
             f"registry {self.registry}: credentials for user {self._credentials.username!r} "
             f"were rejected for {scope}"
         )
+
+    async def check_login(self) -> bool:
+        """GET /v2/ and answer its challenge with the credentials, as ``docker login`` does.
+
+        Returns False if the registry needs no login at all, True if the credentials were accepted;
+        raises AuthError naming the user when they are wrong.
+        """
+        url = self.base + "/v2/"
+        try:
+            resp = await self._client.get(url)
+            if resp.status_code == 200:
+                return False
+            if resp.status_code != 401:
+                raise self._fail(resp, f"login check (GET {url})")
+            challenge = parse_challenge(resp.headers.get("www-authenticate", "Basic"))
+            header = await authorize(self._client, self.registry, challenge, "", self._credentials)
+            resp = await self._client.get(url, headers={"Authorization": header})
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailableError(
+                f"cannot reach registry {self.registry} at {self.base}: {exc or type(exc).__name__}"
+            ) from None
+        if resp.status_code in (401, 403):
+            who = self._credentials.username if self._credentials else ""
+            raise AuthError(f"registry {self.registry}: login failed: wrong username or password for user {who!r}")
+        if resp.status_code != 200:
+            raise self._fail(resp, f"login check (GET {url})")
+        return True
 
     def _fail(self, resp: httpx.Response, what: str) -> ImageError:
         detail = ""
@@ -236,7 +290,8 @@ class RegistryClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = httpx.create_ssl_context(verify=self._verify)
+            verify = self._verify
+            self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         return self._ssl
 
     async def _fetch_direct(
