@@ -1,7 +1,7 @@
 """Cluster DNS on a node: local answers on the wire and the UDP/TCP server.
 
 The zone itself (records, ``build_zone``, ``lookup``) is ``shoal.net.dnszone``; ``answer`` (pure)
-answers a query from a zone on the wire (dnspython packs and parses). ``DnsServer`` serves UDP and
+answers a query from a zone on the wire (``shoal.net.dnswire`` packs and parses). ``DnsServer`` serves UDP and
 TCP on one address in the caller's event loop: local names are answered synchronously (no await),
 everything else is forwarded to the upstream resolvers with a timeout, SERVFAIL when none answers.
 Names under the cluster domain are never forwarded. This module never reads the API server; the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import socket
@@ -21,17 +20,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.opcode
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
-
+from shoal.net.dnswire import WireError, error_response, parse_query, response
 from shoal.net.dnszone import (
     DEFAULT_DOMAIN,
     DEFAULT_TTL,
@@ -58,36 +47,8 @@ _IP_FREEBIND = 15  # linux/in.h: bind to the bridge's address before the bridge 
 Upstream = tuple[str, int]
 
 
-@functools.lru_cache(maxsize=4096)
-def _rdata(rtype: RecordType, text: str) -> dns.rdata.Rdata:
-    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rtype.value), text)
-
-
-@functools.lru_cache(maxsize=4096)
-def _name(text: str) -> dns.name.Name:
-    return dns.name.from_text(text + ".")
-
-
-def _rrsets(records: Iterable[Record], owner: dns.name.Name | None) -> list[dns.rrset.RRset]:
-    grouped: dict[tuple[str, RecordType], list[dns.rdata.Rdata]] = {}
-    for r in records:
-        text = r.value if isinstance(r.value, str) else f"{r.value.priority} {r.value.weight} {r.value.port} " \
-                                                        f"{r.value.target}."
-        if r.type is RecordType.PTR:
-            text += "."
-        grouped.setdefault((r.name, r.type), []).append(_rdata(r.type, text))
-    out = []
-    for (name, _), rdatas in grouped.items():
-        out.append(dns.rrset.from_rdata_list(owner if owner is not None else _name(name),
-                                             DEFAULT_TTL, rdatas))
-    return out
-
-
-def _error(wire: bytes, rcode: dns.rcode.Rcode) -> bytes | None:
-    if len(wire) < 12:
-        return None
-    ident, flags = struct.unpack("!HH", wire[:4])
-    return struct.pack("!HHHHHH", ident, 0x8000 | (flags & 0x7900) | 0x80 | int(rcode), 0, 0, 0, 0)
+def _records(records: Iterable[Record], owner: str | None = None) -> list[tuple[str, str, object]]:
+    return [(owner if owner is not None else r.name, r.type.value, r.value) for r in records]
 
 
 def answer(zone: Zone, wire: bytes, *, tcp: bool = False) -> bytes | None:
@@ -95,25 +56,17 @@ def answer(zone: Zone, wire: bytes, *, tcp: bool = False) -> bytes | None:
     Over UDP, responses larger than the client takes (512 bytes, or its EDNS size) are truncated with TC
     set, so the client retries over TCP."""
     try:
-        query = dns.message.from_wire(wire)
-    except dns.exception.DNSException:
-        return _error(wire, dns.rcode.FORMERR)
-    if query.opcode() != dns.opcode.QUERY:
-        return _error(wire, dns.rcode.NOTIMP)
-    if len(query.question) != 1 or query.flags & dns.flags.QR:
-        return _error(wire, dns.rcode.FORMERR)
-    question = query.question[0]
-    found = lookup(zone, question.name.to_text(), dns.rdatatype.to_text(question.rdtype))
+        query = parse_query(wire)
+    except WireError:
+        return error_response(wire, "FORMERR")
+    if query.opcode != 0:
+        return error_response(wire, "NOTIMP")
+    found = lookup(zone, query.qname, query.type_name)
     if found is None:
         return None
-    response = dns.message.make_response(query, recursion_available=True)
-    response.flags |= dns.flags.AA
-    response.set_rcode(dns.rcode.from_text(found.rcode))
-    response.answer = _rrsets(found.answers, question.name)
-    response.additional = _rrsets(found.additional, None)
-    response.authority = _rrsets(found.authority, None)
-    limit = 65535 if tcp else min(max(_UDP_MAX, query.payload if query.edns >= 0 else _UDP_MAX), 65535)
-    return response.to_wire(max_size=limit, prefer_truncation=True)
+    limit = 65535 if tcp else min(max(_UDP_MAX, query.payload or _UDP_MAX), 65535)
+    return response(query, found.rcode, _records(found.answers, query.qname), _records(found.authority),
+                    _records(found.additional), ttl=DEFAULT_TTL, limit=limit)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -164,9 +117,9 @@ class DnsServer:
             return None if body is None else wire[:2] + body
         try:
             reply = answer(zone, wire, tcp=tcp)
-        except (dns.exception.DNSException, ValueError) as exc:  # a zone value dnspython refuses
+        except ValueError as exc:  # a zone value that does not pack (WireError is one)
             log.warning("cluster DNS: cannot answer a query: %s", exc)
-            return _error(wire, dns.rcode.SERVFAIL)
+            return error_response(wire, "SERVFAIL")
         if len(wire) >= 12:
             self._cache[key] = None if reply is None else reply[2:]
         return reply
@@ -253,7 +206,7 @@ class DnsServer:
                 continue
             if len(reply) >= 12 and reply[:2] == query_id:
                 return ident + reply[2:]
-        return _error(wire, dns.rcode.SERVFAIL)
+        return error_response(wire, "SERVFAIL")
 
 
 class _Reply(asyncio.DatagramProtocol):
