@@ -4,8 +4,11 @@
 (reconnecting with backoff; a stream silent for three keepalives is dead) and answers each request
 frame with a streaming ``POST /api/v1/nodes/NAME/tunnel/ID``: ``logs`` as plain text (the current
 container's log through the driver, ``previous`` from the log file of the instance before the
-last restart) and ``exec`` in the framing of ``shoal.client.stream``. A ``cancel`` frame stops a
-request (the user went away). Every request runs as a task owned by ``run``. It must not decide
+last restart) and ``exec`` in the framing of ``shoal.client.stream``. An ``exec-stream`` request
+(an interactive exec) is answered the same way as its output is produced, while the agent pulls the
+user's input (stdin, window size, end of stdin) with ``GET .../tunnel/ID/input``, again a request of
+its own. A ``cancel`` frame stops a request (the user went away) and kills an interactive process.
+Every request runs as a task owned by ``run``. It must not decide
 anything about pods' lifecycle: it only reads logs and runs commands the server relays.
 """
 
@@ -23,12 +26,19 @@ import msgspec
 
 from shoal.agent.podspec import container_id
 from shoal.client import ClientConfig
-from shoal.client.stream import EXEC_MEDIA_TYPE, Channel, encode_frame, encode_result
+from shoal.client.stream import (
+    EXEC_MEDIA_TYPE,
+    Channel,
+    FrameDecoder,
+    FramingError,
+    encode_frame,
+    encode_result,
+)
 from shoal.client.transport import client_options
 from shoal.model import Status, StatusDetails
 from shoal.model.pod import ContainerState
 from shoal.runtime.oci.logs import read_log
-from shoal.runtime.protocol import ContainerNotFound, Driver, DriverError, LogLine
+from shoal.runtime.protocol import ContainerNotFound, Driver, DriverError, ExecStream, LogLine, TerminalSize
 
 __all__ = ["NodeTunnel", "Refusal"]
 
@@ -114,7 +124,8 @@ class NodeTunnel:
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the tunnel open until ``stop``; requests in flight are cancelled on the way out."""
         options = client_options(self.config, 30.0)
-        options["limits"] = httpx.Limits(max_connections=_MAX_REQUESTS + 1, max_keepalive_connections=4)
+        # the tunnel, and per request its answer and (an interactive exec) its input stream
+        options["limits"] = httpx.Limits(max_connections=2 * _MAX_REQUESTS + 1, max_keepalive_connections=4)
         async with httpx.AsyncClient(transport=self._transport, **options) as http, asyncio.TaskGroup() as group:
             stopper = group.create_task(stop.wait())
             connection = group.create_task(self._connect_loop(http, group, stop))
@@ -160,7 +171,7 @@ class NodeTunnel:
             task = self._running.pop(request_id, None)
             if task is not None:
                 task.cancel()
-        elif op in ("logs", "exec") and request_id:
+        elif op in ("logs", "exec", "exec-stream") and request_id:
             if len(self._running) >= _MAX_REQUESTS:
                 body = self._refuse(Refusal(409, f"node {self.node} is already serving {_MAX_REQUESTS} log/exec "
                                                  "streams; close some and retry"))
@@ -186,6 +197,8 @@ class NodeTunnel:
         try:
             if frame["op"] == "logs":
                 body, media_type = await self._logs(frame), "text/plain; charset=utf-8"
+            elif frame["op"] == "exec-stream":
+                body, media_type = await self._exec_stream(http, frame), EXEC_MEDIA_TYPE
             else:
                 body, media_type = await self._exec(frame), EXEC_MEDIA_TYPE
             status = 200
@@ -225,7 +238,7 @@ class NodeTunnel:
         except ContainerNotFound:
             raise Refusal(400, f"{label} has not started on node {self.node} yet; check `shoal get pod "
                                f"{frame['pod']}`") from None
-        if frame["op"] == "exec" and info.state is not ContainerState.RUNNING:
+        if frame["op"] != "logs" and info.state is not ContainerState.RUNNING:
             raise Refusal(400, f"{label} is {info.state.value}; exec needs it Running")
         return cid, label
 
@@ -243,9 +256,7 @@ class NodeTunnel:
         return _coalesce(self.driver.logs(cid, tail=tail, follow=bool(frame.get("follow"))))
 
     async def _exec(self, frame: dict[str, Any]) -> AsyncGenerator[bytes, None]:
-        command = frame["command"]
-        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-            raise ValueError("command must be a non-empty list of strings")
+        command = _command(frame)
         timeout = float(frame.get("timeout") or 60)
         cid, _ = await self._container(frame)
         return self._run_exec(cid, command, timeout)
@@ -261,3 +272,64 @@ class NodeTunnel:
         if result.stderr:
             yield encode_frame(Channel.STDERR, result.stderr)
         yield encode_result(result.exit_code)
+
+    async def _exec_stream(self, http: httpx.AsyncClient, frame: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+        command = _command(frame)
+        rows, cols = frame.get("rows"), frame.get("cols")
+        size = None
+        if rows is not None or cols is not None:
+            if not all(isinstance(n, int) and 0 < n < 65536 for n in (rows, cols)):
+                raise ValueError(f"rows and cols must both be integers from 1 to 65535, got {rows!r} and {cols!r}")
+            size = TerminalSize(int(str(rows)), int(str(cols)))
+        stdin, tty = bool(frame.get("stdin")), bool(frame.get("tty"))
+        cid, _ = await self._container(frame)
+        process = await self.driver.exec_stream(cid, command, tty=tty, stdin=stdin, size=size)
+        return self._run_exec_stream(http, str(frame["id"]), process, stdin or tty)
+
+    async def _run_exec_stream(self, http: httpx.AsyncClient, request_id: str, process: ExecStream,
+                               reads_input: bool) -> AsyncGenerator[bytes, None]:
+        """The process's output as frames, then its exit code; its input is pulled alongside."""
+        pump = asyncio.create_task(self._pump_input(http, request_id, process)) if reads_input else None
+        try:
+            async for stream, data in process.output():
+                yield encode_frame(Channel.STDERR if stream == "stderr" else Channel.STDOUT, data)
+            try:
+                code = await process.wait()
+            except DriverError as exc:
+                yield encode_result(-1, str(exc))
+                return
+            yield encode_result(code)
+        finally:
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            await process.close()
+
+    async def _pump_input(self, http: httpx.AsyncClient, request_id: str, process: ExecStream) -> None:
+        """Feed the process what the user sends (stdin, window sizes, end of stdin) until the session ends."""
+        decoder = FrameDecoder()
+        try:
+            async with http.stream("GET", f"{self._path}/{request_id}/input",
+                                   timeout=httpx.Timeout(10.0, read=None)) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    log.info("tunnel: no input for %s: HTTP %d", request_id, response.status_code)
+                    return
+                async for chunk in response.aiter_bytes():
+                    for frame in decoder.feed(chunk):
+                        if frame.channel is Channel.STDIN:
+                            await process.write(frame.payload)
+                        elif frame.channel is Channel.RESIZE:
+                            process.resize(TerminalSize(*frame.size()))
+                        elif frame.channel is Channel.CLOSE_STDIN:
+                            await process.close_stdin()
+        except (httpx.HTTPError, FramingError, DriverError, OSError) as exc:
+            log.info("tunnel: input for %s stopped: %s", request_id, str(exc) or type(exc).__name__)
+
+
+def _command(frame: dict[str, Any]) -> list[str]:
+    command = frame["command"]
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise ValueError("command must be a non-empty list of strings")
+    return command

@@ -7,7 +7,8 @@ whose ``X-Shoal-Status`` header is the answer's HTTP status and whose body is th
 the server relays to the waiting user request unchanged (plain text for logs, the framing of
 ``shoal.client.stream`` for exec). ``TunnelHub`` is the in-memory registry of open tunnels and
 requests in flight; it must not touch the store. The user-facing routes check the pod in the
-store, then hand the request to the hub.
+store, then hand the request to the hub. Interactive exec sessions (their input going the other
+way) are in ``shoal.api.execsession``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import itertools
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -54,6 +55,7 @@ class TunnelRequest:
         self.answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self.ended = False  # the agent sent the whole body
         self.abandoned = False  # the user went away; drop whatever still comes
+        self.on_finish: list[Callable[[], None]] = []  # called once the hub forgets the request
         self._chunks: deque[bytes] = deque()
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
@@ -131,14 +133,14 @@ class TunnelHub:
                 request.answer.set_exception(ApiError(503, f"node {tunnel.node} closed its tunnel before "
                                                            "answering; retry when its agent is back"))
                 request.answer.exception()  # whoever waits still gets it; nobody waiting is fine too
-                self._requests.pop(request.id, None)
+                self._forget(request)
 
-    def send(self, node: str, frame: dict[str, Any]) -> TunnelRequest:
-        """Send a request frame to ``node``; 503 when its agent has no tunnel open."""
+    def send(self, node: str, frame: dict[str, Any], request_id: str = "") -> TunnelRequest:
+        """Send a request frame to ``node`` (under ``request_id`` if given); 503 when its agent has no tunnel open."""
         tunnel = self._tunnels.get(node)
         if tunnel is None:
             raise ApiError(503, f"node {node} has no tunnel open (is its agent running?)")
-        request = TunnelRequest(f"{self._prefix}-{next(self._ids)}", tunnel)
+        request = TunnelRequest(request_id or f"{self._prefix}-{next(self._ids)}", tunnel)
         self._requests[request.id] = request
         tunnel.frames.put_nowait(msgspec.json.encode({**frame, "id": request.id}) + b"\n")
         return request
@@ -150,9 +152,14 @@ class TunnelHub:
                                 "or it was answered already)")
         return request
 
+    def _forget(self, request: TunnelRequest) -> None:
+        if self._requests.pop(request.id, None) is not None:
+            for callback in request.on_finish:
+                callback()
+
     def finish(self, request: TunnelRequest) -> None:
         """The user side is done: forget the request and tell the agent to stop if it is still going."""
-        self._requests.pop(request.id, None)
+        self._forget(request)
         if not request.ended:
             request.abandon()
             tunnel = self._tunnels.get(request.node)
@@ -184,7 +191,11 @@ class TunnelHub:
 
     async def relay(self, node: str, frame: dict[str, Any]) -> Response[Any]:
         """Send ``frame`` and answer the user with what the node sends back (streamed when it is OK)."""
-        request = self.send(node, frame)
+        return await self.answer_with(self.send(node, frame))
+
+    async def answer_with(self, request: TunnelRequest, headers: dict[str, str] | None = None) -> Response[Any]:
+        """Answer the user with what the node sends back to ``request`` (streamed, with ``headers``, if OK)."""
+        node = request.node
         try:
             try:
                 status, media_type = await asyncio.wait_for(asyncio.shield(request.answer), self.answer_timeout)
@@ -199,7 +210,7 @@ class TunnelHub:
         except BaseException:
             self.finish(request)
             raise
-        return Stream(self._body(request), media_type=media_type)
+        return Stream(self._body(request), media_type=media_type, headers=headers)
 
     async def _body(self, request: TunnelRequest) -> AsyncIterator[bytes]:
         try:
@@ -315,7 +326,9 @@ def tunnel_routes(hub: TunnelHub) -> list[HTTPRouteHandler]:
                  "timeout": _number("timeoutSeconds", query.get("timeoutSeconds"), 60, 86400)}
         return await hub.relay(node, frame)
 
-    return [open_tunnel, answer, pod_log, follow_pod_log, pod_exec]
+    from shoal.api.execsession import exec_session_routes  # it builds on this module's helpers
+
+    return [open_tunnel, answer, pod_log, follow_pod_log, pod_exec, *exec_session_routes(hub)]
 
 
 def tunnel_paths(paths: dict[str, Any]) -> None:
@@ -356,6 +369,9 @@ def tunnel_paths(paths: dict[str, Any]) -> None:
                  "responses": {"200": {"description": "framed output",
                                        "content": {EXEC_MEDIA_TYPE: {"schema": {"type": "string"}}}},
                                **failures}}}
+    from shoal.api.execsession import exec_session_paths
+
+    exec_session_paths(paths, pod_params, failures)
     paths["/api/v1/nodes/{name}/tunnel"] = {
         "parameters": [parameter("name")],
         "get": {"operationId": "openNodeTunnel", "tags": ["nodes", "streaming"],

@@ -4,16 +4,21 @@ An exec stream is a sequence of frames, each a 5-byte header (one byte channel, 
 big-endian payload length) and the payload: channel 1 is the command's stdout, 2 its stderr,
 3 the final result as JSON ``{"exitCode": N, "message": "..."}`` (``exitCode`` -1 with a message
 when the command could not run). The agent encodes these frames, the server relays them unchanged
-and the CLI decodes them. This module must not print or exit; it raises ``ApiError`` and
-``ServerUnreachable`` like the rest of the client.
+and the CLI decodes them. An interactive exec (``ExecSession``) opens with a streaming POST whose
+response is that output and whose ``X-Shoal-Exec-Session`` header names the session; the user's
+input goes in separate POSTs of frames on channel 4 (stdin bytes), 5 (window size, JSON
+``{"rows": R, "cols": C}``) and 6 (end of stdin, empty). This module must not print or exit; it
+raises ``ApiError`` and ``ServerUnreachable`` like the rest of the client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from types import TracebackType
 
 import httpx
 import msgspec
@@ -24,17 +29,21 @@ from shoal.client.transport import client_options, unreachable
 
 __all__ = [
     "EXEC_MEDIA_TYPE",
+    "EXEC_SESSION_HEADER",
     "Channel",
     "ExecFrame",
+    "ExecSession",
     "FrameDecoder",
     "FramingError",
     "encode_frame",
+    "encode_resize",
     "encode_result",
     "exec_in_pod",
     "pod_logs",
 ]
 
 EXEC_MEDIA_TYPE = "application/x-shoal-exec"
+EXEC_SESSION_HEADER = "X-Shoal-Exec-Session"
 _HEADER = struct.Struct(">BI")
 MAX_FRAME = 1 << 20
 
@@ -43,6 +52,9 @@ class Channel(IntEnum):
     STDOUT = 1
     STDERR = 2
     RESULT = 3
+    STDIN = 4
+    RESIZE = 5
+    CLOSE_STDIN = 6
 
 
 class FramingError(ValueError):
@@ -65,6 +77,17 @@ class ExecFrame:
             raise FramingError(f"exec result frame is not {{\"exitCode\": N}}: {exc}") from None
         return code, str(doc.get("message") or "")
 
+    def size(self) -> tuple[int, int]:
+        """(rows, cols) of a RESIZE frame."""
+        try:
+            doc = msgspec.json.decode(self.payload)
+            rows, cols = doc["rows"], doc["cols"]
+            if not all(isinstance(n, int) and 0 < n < 65536 for n in (rows, cols)):
+                raise TypeError("rows and cols must be integers from 1 to 65535")
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise FramingError(f'resize frame is not {{"rows": R, "cols": C}}: {exc}') from None
+        return rows, cols
+
 
 def encode_frame(channel: Channel, payload: bytes) -> bytes:
     """One frame; payloads past MAX_FRAME are split into several frames of the same channel."""
@@ -76,6 +99,10 @@ def encode_frame(channel: Channel, payload: bytes) -> bytes:
 
 def encode_result(exit_code: int, message: str = "") -> bytes:
     return encode_frame(Channel.RESULT, msgspec.json.encode({"exitCode": exit_code, "message": message}))
+
+
+def encode_resize(rows: int, cols: int) -> bytes:
+    return encode_frame(Channel.RESIZE, msgspec.json.encode({"rows": rows, "cols": cols}))
 
 
 class FrameDecoder:
@@ -159,3 +186,80 @@ def exec_in_pod(config: ClientConfig, namespace: str, pod: str, command: Sequenc
     except httpx.TransportError as exc:
         raise unreachable(config, exc) from None
     decoder.close()
+
+
+class ExecSession:
+    """An interactive exec: ``frames`` is the output (then one RESULT frame); ``send``, ``close_stdin``
+    and ``resize`` feed the process and may be called from another thread while ``frames`` runs."""
+
+    def __init__(self, config: ClientConfig, namespace: str, pod: str, command: Sequence[str], *,
+                 container: str = "", stdin: bool = False, tty: bool = False,
+                 size: tuple[int, int] | None = None) -> None:
+        self._config = config
+        self._path = _pod_path(namespace, pod, "exec/stream")
+        params: list[tuple[str, str | int | float | bool | None]] = [("command", part) for part in command]
+        if container:
+            params.append(("container", container))
+        params += [("stdin", "1" if stdin else "0"), ("tty", "1" if tty else "0")]
+        if size is not None:
+            params += [("rows", str(size[0])), ("cols", str(size[1]))]
+        self._params = params
+        self._stack = contextlib.ExitStack()
+        self._response: httpx.Response | None = None
+        self._input: httpx.Client | None = None
+        self.id = ""
+
+    def __enter__(self) -> ExecSession:
+        try:
+            output = self._stack.enter_context(httpx.Client(**client_options(self._config, 30.0)))
+            response = self._stack.enter_context(output.stream(
+                "POST", self._path, params=self._params, timeout=httpx.Timeout(30.0, read=None)))
+            _raise_for(response)
+            self.id = response.headers.get(EXEC_SESSION_HEADER, "")
+            if not self.id:
+                raise ApiError(502, "BadGateway", f"the server answered without an {EXEC_SESSION_HEADER} header")
+            self._response = response
+            self._input = self._stack.enter_context(httpx.Client(**client_options(self._config, 30.0)))
+        except httpx.TransportError as exc:
+            self._stack.close()
+            raise unreachable(self._config, exc) from None
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stack.close()
+
+    def frames(self) -> Iterator[ExecFrame]:
+        assert self._response is not None, "use ExecSession in a with block"
+        decoder = FrameDecoder()
+        try:
+            for chunk in self._response.iter_bytes():
+                yield from decoder.feed(chunk)
+        except httpx.TransportError as exc:
+            raise unreachable(self._config, exc) from None
+        decoder.close()
+
+    def _post(self, frames: bytes) -> bool:
+        assert self._input is not None, "use ExecSession in a with block"
+        try:
+            response = self._input.post(f"{self._path}/{self.id}", content=frames,
+                                        headers={"Content-Type": EXEC_MEDIA_TYPE})
+        except httpx.TransportError as exc:
+            raise unreachable(self._config, exc) from None
+        if response.status_code == 404:
+            return False  # the session ended (the process exited or the node went away)
+        _raise_for(response)
+        return True
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data`` to the process's stdin; False once the session has ended."""
+        return self._post(encode_frame(Channel.STDIN, data))
+
+    def close_stdin(self) -> bool:
+        return self._post(encode_frame(Channel.CLOSE_STDIN, b""))
+
+    def resize(self, rows: int, cols: int) -> bool:
+        return self._post(encode_resize(rows, cols))

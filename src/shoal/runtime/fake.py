@@ -1,12 +1,14 @@
 """FakeDriver: the Driver protocol in memory, for agent unit tests.
 
 It honours the lifecycle state machine exactly as the real drivers do, keeps logs and exec
-answers the test scripts into it, and can simulate a container exiting (``exit``) or being
-OOM-killed. It must not touch the host: no processes, files or cgroups.
+answers the test scripts into it (an interactive exec behaves like ``cat``: stdin comes back on
+stdout, and ``exit N`` on a line of its own ends it with code N), and can simulate a container
+exiting (``exit``) or being OOM-killed. It must not touch the host: no processes, files or cgroups.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,9 +25,10 @@ from shoal.runtime.protocol import (
     LogLine,
     Stats,
     StopReason,
+    TerminalSize,
 )
 
-__all__ = ["FakeDriver"]
+__all__ = ["FakeDriver", "FakeExecStream"]
 
 ExecHandler = Callable[[str, Sequence[str]], ExecResult]
 
@@ -41,6 +44,62 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class FakeExecStream:
+    """An interactive exec in memory: echoes stdin, records window sizes, ends on EOF or ``exit N``."""
+
+    def __init__(self, argv: Sequence[str], tty: bool, stdin: bool, size: TerminalSize | None) -> None:
+        self.argv = tuple(argv)
+        self.tty = tty
+        self.stdin = stdin
+        self.sizes: list[TerminalSize] = [size] if size is not None else []
+        self.closed = False
+        self._exit_code = 0
+        self._output: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+        self._ended = asyncio.Event()
+        self._line = b""
+
+    async def output(self) -> AsyncIterator[tuple[str, bytes]]:
+        while (chunk := await self._output.get()) is not None:
+            yield "stdout", chunk
+
+    async def write(self, data: bytes) -> None:
+        if self._ended.is_set() or not self.stdin:
+            raise DriverError("this exec has no stdin open")
+        await self._output.put(data)
+        self._line += data
+        while b"\n" in self._line:
+            line, _, self._line = self._line.partition(b"\n")
+            words = line.split()
+            if len(words) == 2 and words[0] == b"exit" and words[1].isdigit():
+                self._exit_code = int(words[1])
+                await self._end()
+                return
+
+    async def close_stdin(self) -> None:
+        await self._end()
+
+    async def _end(self) -> None:
+        if not self._ended.is_set():
+            self._ended.set()
+            await self._output.put(None)
+
+    def resize(self, size: TerminalSize) -> None:
+        self.sizes.append(size)
+
+    async def wait(self) -> int:
+        await self._ended.wait()
+        return self._exit_code
+
+    async def close(self) -> None:
+        self.closed = True
+        if not self._ended.is_set():
+            self._exit_code = 137
+            self._ended.set()
+            while not self._output.empty():  # nobody reads what a killed process wrote
+                self._output.get_nowait()
+            self._output.put_nowait(None)
+
+
 class FakeDriver:
     """An in-memory runtime. ``clock`` stamps start/finish times; ``exec_handler`` answers exec."""
 
@@ -50,6 +109,7 @@ class FakeDriver:
         self._entries: dict[str, _Entry] = {}
         self._next_pid = 1000
         self.calls: list[tuple[str, str]] = []
+        self.exec_streams: list[FakeExecStream] = []
 
     def _get(self, container_id: str) -> _Entry:
         entry = self._entries.get(container_id)
@@ -145,6 +205,15 @@ class FakeDriver:
         if self._exec is not None:
             return self._exec(container_id, argv)
         return ExecResult(exit_code=0, stdout=b"", stderr=b"")
+
+    async def exec_stream(self, container_id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False,
+                          size: TerminalSize | None = None) -> FakeExecStream:
+        entry = self._get(container_id)
+        if entry.info.state is not ContainerState.RUNNING:
+            raise DriverError(f"container {container_id!r} is {entry.info.state.value}; exec needs Running")
+        stream = FakeExecStream(argv, tty, stdin, size)
+        self.exec_streams.append(stream)
+        return stream
 
     async def stats(self, container_id: str) -> Stats:
         entry = self._get(container_id)

@@ -1,8 +1,9 @@
 """The Driver contract between the agent and a container runtime, with the data it speaks.
 
 Owns the frozen dataclasses a driver takes and returns (``ContainerSpec`` and its parts,
-``ContainerInfo``, ``Stats``, ``ExecResult``, ``LogLine``, ``Capabilities``), the errors every
-driver raises, and the ``Driver`` protocol itself. It must not run anything or touch the host:
+``ContainerInfo``, ``Stats``, ``ExecResult``, ``LogLine``, ``Capabilities``, ``TerminalSize``), the errors
+every driver raises, the ``Driver`` protocol itself and the ``ExecStream`` an interactive exec returns.
+It must not run anything or touch the host:
 the OCI driver, the wasm driver and the in-memory fake implement it elsewhere.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "Driver",
     "DriverError",
     "ExecResult",
+    "ExecStream",
     "LogLine",
     "Mount",
     "NamespaceJoin",
@@ -33,6 +35,7 @@ __all__ = [
     "SpecError",
     "Stats",
     "StopReason",
+    "TerminalSize",
     "User",
     "sandbox_joins",
 ]
@@ -189,6 +192,40 @@ class ExecResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TerminalSize:
+    """A terminal's window size in character cells."""
+
+    rows: int
+    cols: int
+
+
+class ExecStream(Protocol):
+    """A process started by ``Driver.exec_stream``: live output, stdin, window size and exit code."""
+
+    tty: bool
+
+    def output(self) -> AsyncIterator[tuple[str, bytes]]:
+        """("stdout" | "stderr", bytes) as the process writes them (a terminal is all "stdout")."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None:
+        """End of input (a terminal gets the Ctrl-D a user would type)."""
+        ...
+
+    def resize(self, size: TerminalSize) -> None: ...
+
+    async def wait(self) -> int:
+        """The exit code (128+N when killed by signal N); DriverError when the process could not run."""
+        ...
+
+    async def close(self) -> None:
+        """Kill the process if it still runs and release what it holds; idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     timestamp: str
     stream: str  # "stdout" | "stderr"
@@ -235,5 +272,10 @@ class Driver(Protocol):
     def logs(self, container_id: str, tail: int | None = None, follow: bool = False) -> AsyncIterator[LogLine]: ...
 
     async def exec(self, container_id: str, argv: Sequence[str], timeout: float = 30.0) -> ExecResult: ...
+
+    async def exec_stream(self, container_id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False,
+                          size: TerminalSize | None = None) -> ExecStream:
+        """Start ``argv`` in a running container, interactively (with ``tty``, on a pseudo-terminal)."""
+        ...
 
     async def stats(self, container_id: str) -> Stats: ...

@@ -22,6 +22,7 @@ from shoal.model.pod import ContainerState
 from shoal.runtime.lifecycle import transition
 from shoal.runtime.oci import cgroups, rootfs
 from shoal.runtime.oci.conmon import launch_conmon, pid_alive, run, wait_pid_exit
+from shoal.runtime.oci.execstream import start_runc_exec
 from shoal.runtime.oci.logs import read_log
 from shoal.runtime.oci.spec import build_config, cgroups_path
 from shoal.runtime.protocol import (
@@ -31,9 +32,11 @@ from shoal.runtime.protocol import (
     ContainerSpec,
     DriverError,
     ExecResult,
+    ExecStream,
     LogLine,
     Stats,
     StopReason,
+    TerminalSize,
 )
 
 __all__ = ["OciDriver"]
@@ -316,6 +319,16 @@ class OciDriver:
             raise DriverError("exec needs a command, e.g. ['sh', '-c', 'echo hi']")
         result = await run([self._runc, "--root", str(self.runc_root), "exec", container_id, *argv], timeout)
         return ExecResult(exit_code=result.returncode, stdout=result.stdout, stderr=result.stderr)
+
+    async def exec_stream(self, container_id: str, argv: Sequence[str], *, tty: bool = False, stdin: bool = False,
+                          size: TerminalSize | None = None) -> ExecStream:
+        info = await self.inspect(container_id)
+        if info.state is not ContainerState.RUNNING:
+            raise DriverError(f"container {container_id!r} is {info.state.value}; exec needs it Running")
+        if not argv:
+            raise DriverError("exec needs a command, e.g. ['sh']")
+        return await start_runc_exec([self._runc, "--root", str(self.runc_root)], container_id, argv, tty=tty,
+                                     stdin=stdin, size=size)
 
     async def stats(self, container_id: str) -> Stats:
         self._load_spec(container_id)
