@@ -23,6 +23,7 @@ __all__ = [
     "layerstream",
     "layerwrite",
     "mediatypes",
+    "mirror",
     "oci",
     "platform",
     "pull",
