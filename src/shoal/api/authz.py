@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from shoal.api.errors import ApiError
 
 NODE_PREFIX = "node:"
-NODE_READABLE = frozenset({"pods", "nodes", "services", "endpoints", "configmaps", "secrets", "namespaces"})
+NODE_READABLE = frozenset({"pods", "nodes", "services", "endpoints", "configmaps", "secrets", "namespaces",
+                           "networkpolicies"})
 
 
 def node_of(subject: str) -> str | None:

@@ -20,6 +20,16 @@ from shoal.model.meta import (
     set_condition,
 )
 from shoal.model.namespace import DEFAULT_NAMESPACE, Namespace
+from shoal.model.networkpolicy import (
+    IPBlock,
+    NetworkPolicy,
+    NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule,
+    NetworkPolicyPeer,
+    NetworkPolicyPort,
+    NetworkPolicySpec,
+    PolicyType,
+)
 from shoal.model.node import Node, NodePhase, NodeSpec, NodeStatus, Taint
 from shoal.model.pod import (
     Container,
@@ -57,9 +67,16 @@ __all__ = [
     "Endpoints",
     "Event",
     "FieldError",
+    "IPBlock",
     "KindInfo",
     "LabelSelector",
     "Namespace",
+    "NetworkPolicy",
+    "NetworkPolicyEgressRule",
+    "NetworkPolicyIngressRule",
+    "NetworkPolicyPeer",
+    "NetworkPolicyPort",
+    "NetworkPolicySpec",
     "Node",
     "NodeAllocation",
     "NodePhase",
@@ -74,6 +91,7 @@ __all__ = [
     "PodSpec",
     "PodStatus",
     "PodTemplateSpec",
+    "PolicyType",
     "Secret",
     "Selector",
     "SelectorError",

@@ -14,6 +14,7 @@ from shoal.model.config import ConfigMap, Secret
 from shoal.model.endpoints import Endpoints
 from shoal.model.event import Event
 from shoal.model.namespace import Namespace
+from shoal.model.networkpolicy import NetworkPolicy
 from shoal.model.node import Node
 from shoal.model.pod import Pod
 from shoal.model.service import Service
@@ -45,6 +46,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Secret", "secrets", "secret", (), True, Secret, has_status=False),
     KindInfo("Event", "events", "event", ("ev",), True, Event, has_status=False),
     KindInfo("Endpoints", "endpoints", "endpoints", ("ep",), True, Endpoints, has_status=False),
+    KindInfo("NetworkPolicy", "networkpolicies", "networkpolicy", ("netpol",), True, NetworkPolicy, has_status=False),
     KindInfo("NodeAllocation", "nodeallocations", "nodeallocation", ("na",), False, NodeAllocation, has_status=False),
 )
 
