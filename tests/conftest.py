@@ -91,6 +91,24 @@ def start_server(data_dir: Path, port: int | None = None, extra: tuple[str, ...]
     raise RuntimeError(f"shoal server did not become ready:\n{server.log()}")
 
 
+def join_node(server: RunningServer, node: str) -> str:
+    """A node token, obtained the way an agent gets one: the join token's secret and a CSR."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)])).sign(key, hashes.SHA256()))
+    secret = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
+    with server.http(token=secret) as http:
+        joined = http.post("/api/v1/join", json={"nodeName": node, "csr": csr.public_bytes(
+            serialization.Encoding.PEM).decode()})
+    assert joined.status_code == 200, joined.text
+    return str(joined.json()["token"])
+
+
 def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     if process.poll() is None:
         try:

@@ -7,5 +7,6 @@ not import server-side layers (litestar, pydantic, shoal.server/api/store/contro
 
 from __future__ import annotations
 
-__all__ = ["agent", "cache", "cli", "edgefacts", "edgestatus", "identity", "images", "netwatch", "nodeinfo", "podnet",
-           "pods", "podspec", "probe_checks", "probes", "restarts", "run", "status"]
+__all__ = ["agent", "cache", "cli", "dns", "edgefacts", "edgestatus", "eviction", "identity", "imageload", "images",
+           "install", "metrics", "netwatch", "nodeinfo", "podnet", "pods", "podspec", "policywatch", "portforward",
+           "probe_checks", "probes", "restarts", "run", "status", "tunnel", "uninstall"]

@@ -4,7 +4,8 @@
 follower (list + watch with ``fieldSelector=spec.nodeName=<node>``, writing desired pods to the
 local cache before acting), the status reporter (latest status per pod, retried until the server
 takes it), and one ``PodWorker`` per pod. Pods in the cache start at once, before the server is
-reached, and containers that survived an agent restart are adopted (same PIDs). The server being
+reached, and containers that survived an agent restart are adopted (same PIDs). Node-pressure
+eviction (``eviction.Evictor``) runs beside them, offline too. The server being
 unreachable is never fatal: every call retries with backoff. On stop it returns without touching
 containers (they belong to conmon). It must not decide container lifecycle (``pods`` does).
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.agent.edgestatus import EDGE_FACTS_SECONDS, EdgeStatusReporter
+from shoal.agent.eviction import CHECK_SECONDS, Evictor, Threshold
 from shoal.agent.netwatch import NodeNetwork
 from shoal.agent.pods import PodContext, PodWorker
 from shoal.agent.tunnel import NodeTunnel
@@ -56,6 +58,17 @@ class AgentOptions:
     labels: dict[str, str] = field(default_factory=dict)
     zone_probes: dict[str, tuple[str, int]] = field(default_factory=dict)  # --zone-probe ZONE=HOST:PORT
     edge_facts_interval: float = EDGE_FACTS_SECONDS
+    eviction_hard: tuple[Threshold, ...] = ()  # --eviction-hard; () turns eviction off
+    eviction_interval: float = CHECK_SECONDS
+    metrics_bind: str = ""  # --metrics-bind HOST:PORT; "" serves no /metrics
+    metrics_push_interval: float = 10.0  # --metrics-push-interval; 0 pushes no usage samples
+    cgroup_parent: str = "/shoal"
+
+
+def _desired(pod: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What a worker acts on: spec, labels and annotations (shoal.io/paused); not status."""
+    meta = pod.get("metadata") or {}
+    return pod.get("spec"), meta.get("labels"), meta.get("annotations")
 
 
 class Agent:
@@ -77,6 +90,8 @@ class Agent:
         self.registered = asyncio.Event()  # set once the Node exists on the server
         self.edge = EdgeStatusReporter(options.node_name, options.zone_probes, options.node_manifest["metadata"]
                                        ["labels"], interval=options.edge_facts_interval)
+        self.evictor = Evictor(options.eviction_hard, ctx.pods_dir.parent, ctx.driver, self.workers.values,
+                               options.node_name, interval=options.eviction_interval)
 
     @property
     def name(self) -> str:
@@ -106,11 +121,14 @@ class Agent:
             worker = PodWorker(self.ctx, pod)
             self.workers[uid] = worker
             self._spawn(self._run_worker(worker), f"pod {worker.key}")
-        elif (worker.pod.get("spec"), meta.get("labels")) != (pod.get("spec"), (worker.pod.get("metadata") or {})
-                                                             .get("labels")):
+        elif _desired(worker.pod) != _desired(pod):
             worker.update(pod)
         else:
             worker.pod = pod
+        server_phase = (pod.get("status") or {}).get("phase")
+        if worker.status.get("phase") and server_phase != worker.status.get("phase"):
+            # the server wrote the status meanwhile (Unknown while this node was cut off): say it again
+            self._mark_dirty(uid)
 
     def _forget(self, uid: str) -> None:
         worker = self.workers.get(uid)
@@ -252,6 +270,27 @@ class Agent:
                                           "spec": {"terminationGracePeriodSeconds": ORPHAN_GRACE}})
             worker.deleted = True
             await worker.run()
+        if self.ctx.images is not None:  # pods deleted while the agent was down no longer pin images
+            await self.ctx.images.retain({w.owner for w in self.workers.values()})
+
+    async def _metrics(self, client: AsyncClient, stop: asyncio.Event) -> None:
+        """Serve /metrics (when --metrics-bind is set) and push usage samples for `shoal top` until stop."""
+        from shoal.agent.metrics import NodeMetrics, serve_metrics
+
+        metrics = NodeMetrics(self.name, lambda: [{**w.pod, "status": w.status} for w in list(self.workers.values())],
+                              self.options.cgroup_parent, self.ctx.pods_dir.parent,
+                              interval=self.options.metrics_push_interval)
+        try:
+            endpoint = serve_metrics(self.options.metrics_bind, metrics)
+        except OSError as exc:
+            log.error("--metrics-bind %s: %s; serving no /metrics", self.options.metrics_bind, exc)
+            endpoint = None
+        try:
+            await metrics.push_loop(client, stop)
+            await stop.wait()
+        finally:
+            if endpoint is not None:
+                endpoint.close()
 
     # ----- lifecycle -----------------------------------------------------------------------------
 
@@ -272,8 +311,11 @@ class Agent:
                     self._spawn(self._follow_pods(client, stop), "pods")
                     self._spawn(self._report(client, stop), "status")
                     self._spawn(self._edge_facts(client, stop), "edge facts")
-                    self._spawn(NodeTunnel(self.name, self.options.client, self.ctx.driver,
-                                           self.ctx.pods_dir).run(stop), "tunnel")
+                    self._spawn(self.evictor.run(client, self.registered, stop), "eviction")
+                    self._spawn(NodeTunnel(self.name, self.options.client, self.ctx.driver, self.ctx.pods_dir,
+                                           images=self.ctx.images.store if self.ctx.images else None).run(stop),
+                                "tunnel")
+                    self._spawn(self._metrics(client, stop), "metrics")
                     if on_ready is not None:
                         on_ready()
                     await stop.wait()

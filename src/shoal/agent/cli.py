@@ -2,7 +2,9 @@
 
 The run command is the callback (``invoke_without_command``), so ``shoal agent --server URL
 --token TOKEN`` works; parsing and ``--help`` (with an example) are argparse's, shared with the
-lean ``python -m shoal.agent`` entry. It must not import server-side layers.
+lean ``python -m shoal.agent`` entry, and so are the ``install`` and ``uninstall`` subcommands
+(``shoal agent install --server URL --token TOKEN``), which ``run.main`` dispatches on the first
+argument. It must not import server-side layers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ app = typer.Typer(cls=_PassThrough, add_completion=False, pretty_exceptions_enab
 @app.callback(invoke_without_command=True, context_settings={"help_option_names": []})
 def run(ctx: typer.Context) -> None:
     """Run the node agent: join, register the Node, run the pods the server assigns to it
-    (see `shoal agent --help`)."""
+    (see `shoal agent --help`); `shoal agent install` / `uninstall` set it up as a service."""
     if ctx.invoked_subcommand is not None:
         return
     from shoal.agent.run import main

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,12 +89,32 @@ class ImageService:
                              ImageDefaults.from_config(inner if isinstance(inner, dict) else None))
 
     async def prepare(self, name: str, pull_policy: str = "IfNotPresent", *, pod: str | None = None,
-                      docker_configs: Sequence[bytes] = ()) -> PreparedImage:
+                      docker_configs: Sequence[bytes] = (), owner: str | None = None) -> PreparedImage:
         """The image ready to run (pulled and unpacked); raises ``shoal.image.errors.ImageError``.
 
         ``pod`` (``NAMESPACE/NAME``) lets the server's mirror use that pod's imagePullSecrets;
         ``docker_configs`` are those Secrets' ``.dockerconfigjson`` documents, for a direct pull.
+        ``owner`` pins the image for that pod: ``shoal image prune`` keeps it until ``release``.
         """
+        prepared = await self._prepare(name, pull_policy, pod, docker_configs)
+        if owner:
+            await asyncio.to_thread(self.store.pin, owner, prepared.digest)
+        return prepared
+
+    async def release(self, owner: str) -> None:
+        """The pod is gone from this node: its images may be pruned."""
+        await asyncio.to_thread(self.store.unpin, owner)
+
+    async def retain(self, owners: Collection[str]) -> None:
+        """Drop the pins of every pod not in ``owners`` (pods deleted while the agent was down)."""
+        def drop() -> None:
+            for owner in {p.owner for p in self.store.pins()} - set(owners):
+                self.store.unpin(owner)
+
+        await asyncio.to_thread(drop)
+
+    async def _prepare(self, name: str, pull_policy: str, pod: str | None,
+                       docker_configs: Sequence[bytes]) -> PreparedImage:
         from shoal.image.errors import ImageError, ImageNotFoundError, RegistryError
 
         async with self._locks.setdefault(name, asyncio.Lock()):

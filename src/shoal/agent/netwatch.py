@@ -4,8 +4,9 @@
 writes the node's CNI conflist once the server's IPAM has put ``spec.podCIDR`` on this Node (pods
 wait until then, see ``ready``), keeps host-gw routes to every other node's pod CIDR, and mirrors
 Services and Endpoints of all namespaces into the node's nftables service table (one debounced
-transaction per burst of changes). ``mirror`` is the list+watch loop these share. It must not
-create or tear down pod sandboxes (``pods`` does) and never touches containers.
+transaction per burst of changes) and the cluster DNS zone; NetworkPolicy enforcement runs beside
+them. ``mirror`` is the list+watch loop these share. It must not create or tear down pod sandboxes
+(``pods`` does) and never touches containers.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from shoal.client import AsyncClient, ClientError, ServerUnreachable, to_model
 from shoal.net.protocol import NetworkError, SandboxNetwork
 from shoal.net.routes import ROUTE_PROTOCOL
 
-__all__ = ["SERVICE_DEBOUNCE_SECONDS", "NodeNetwork", "Objects", "mirror", "node_routes"]
+__all__ = ["SERVICE_DEBOUNCE_SECONDS", "SIMULATED_LABEL", "NodeNetwork", "Objects", "keep_applied", "mirror",
+           "node_routes"]
 
 log = logging.getLogger("shoal.agent.net")
 SERVICE_DEBOUNCE_SECONDS = 0.05
 _RETRY_MAX = 15.0
+SIMULATED_LABEL = "shoal.io/simulated"
 Objects = dict[tuple[str, str], dict[str, Any]]
 
 
@@ -37,6 +40,18 @@ class Routes(Protocol):
 
 class ServiceTable(Protocol):
     def sync(self, services: Any, endpoints: Any) -> list[str]: ...
+
+
+class BackgroundLoops(Protocol):
+    def tasks(self, client: AsyncClient, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]: ...
+
+
+class ClusterDns(Protocol):
+    def changed(self) -> None: ...
+
+    def set_pod_cidr(self, cidr: str) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -82,9 +97,12 @@ def _internal_ip(node: dict[str, Any]) -> str:
 
 
 def node_routes(nodes: Collection[dict[str, Any]], own: str) -> dict[str, str]:
-    """``{podCIDR: InternalIP}`` of every other node that has both."""
+    """``{podCIDR: InternalIP}`` of every other node that has both (hollow nodes of ``shoal sim`` have
+    made-up addresses and no pods to reach: none)."""
     out: dict[str, str] = {}
     for node in nodes:
+        if ((node.get("metadata") or {}).get("labels") or {}).get(SIMULATED_LABEL) == "true":
+            continue
         name = str((node.get("metadata") or {}).get("name") or "")
         cidr = str((node.get("spec") or {}).get("podCIDR") or "")
         address = _internal_ip(node)
@@ -113,6 +131,35 @@ async def _shoal_routes_present() -> bool:
     return False
 
 
+async def keep_applied(dirty: asyncio.Event, stop: asyncio.Event, what: str, apply: Callable[[], Awaitable[None]],
+                       debounce: float = 0.0) -> None:
+    """Run ``apply`` each time ``dirty`` is set (after ``debounce``, so a burst of watch events becomes one
+    transaction) until ``stop``; a failure is logged and retried with backoff up to 15 s."""
+    delay = 0.0
+    while not stop.is_set():
+        waiter = asyncio.ensure_future(dirty.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        if stop.is_set():
+            return
+        if debounce:
+            await asyncio.sleep(debounce)  # a burst of watch events becomes one transaction
+        dirty.clear()
+        try:
+            await apply()
+            delay = 0.0
+        except (NetworkError, OSError, ValueError) as exc:
+            delay = min(max(delay * 2, 0.5), _RETRY_MAX)
+            log.warning("%s: %s (retrying in %gs)", what, exc, delay)
+            dirty.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+
 @dataclass
 class NodeNetwork:
     """The node's pod networking. ``write_conflist(pod_cidr)`` writes the conflist (returns False
@@ -124,6 +171,8 @@ class NodeNetwork:
     write_conflist: Callable[[str], bool]
     routes: Routes | None = None
     services: ServiceTable | None = None
+    policies: BackgroundLoops | None = None  # NetworkPolicy enforcement (agent.policywatch.NodePolicies)
+    dns: ClusterDns | None = None  # the pods' cluster DNS (agent.dns.NodeDns)
     on_ready: Callable[[], None] = lambda: None
     debounce: float = SERVICE_DEBOUNCE_SECONDS
     pod_cidr: str = ""
@@ -155,6 +204,8 @@ class NodeNetwork:
     def _nodes_changed(self) -> None:
         own = self.nodes.get(("", self.node_name))
         cidr = str(((own or {}).get("spec") or {}).get("podCIDR") or "")
+        if cidr and self.dns is not None:
+            self.dns.set_pod_cidr(cidr)
         if cidr and cidr != self.pod_cidr:
             try:
                 written = self.write_conflist(cidr)
@@ -170,34 +221,10 @@ class NodeNetwork:
 
     def _services_changed(self, kind: str) -> None:
         self._listed.add(kind)
+        if self.dns is not None:
+            self.dns.changed()
         if self._listed >= {"services", "endpoints"}:  # never sync Services without their Endpoints
             self._services_dirty.set()
-
-    async def _keep(self, dirty: asyncio.Event, stop: asyncio.Event, what: str, apply: Callable[[], Awaitable[None]],
-                    debounce: float = 0.0) -> None:
-        delay = 0.0
-        while not stop.is_set():
-            waiter = asyncio.ensure_future(dirty.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
-            if stop.is_set():
-                return
-            if debounce:
-                await asyncio.sleep(debounce)  # a burst of watch events becomes one transaction
-            dirty.clear()
-            try:
-                await apply()
-                delay = 0.0
-            except (NetworkError, OSError, ValueError) as exc:
-                delay = min(max(delay * 2, 0.5), _RETRY_MAX)
-                log.warning("%s: %s (retrying in %gs)", what, exc, delay)
-                dirty.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
 
     async def _apply_routes(self) -> None:
         assert self.routes is not None
@@ -230,12 +257,17 @@ class NodeNetwork:
         out: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("nodes", mirror(client, "nodes", self.nodes, self._nodes_changed, stop))]
         if self.routes is not None:
-            out.append(("routes", self._keep(self._routes_dirty, stop, "host routes", self._apply_routes)))
-        if self.services is not None:
+            out.append(("routes", keep_applied(self._routes_dirty, stop, "host routes", self._apply_routes)))
+        if self.services is not None or self.dns is not None:
             out += [("services", mirror(client, "services", self.service_objects,
                                         lambda: self._services_changed("services"), stop)),
                     ("endpoints", mirror(client, "endpoints", self.endpoint_objects,
-                                         lambda: self._services_changed("endpoints"), stop)),
-                    ("service table", self._keep(self._services_dirty, stop, "service table", self._apply_services,
-                                                 self.debounce))]
+                                         lambda: self._services_changed("endpoints"), stop))]
+        if self.services is not None:
+            out.append(("service table", keep_applied(self._services_dirty, stop, "service table",
+                                                      self._apply_services, self.debounce)))
+        if self.dns is not None:
+            out.append(("cluster dns", self.dns.run(stop)))
+        if self.policies is not None:
+            out += self.policies.tasks(client, stop)
         return out

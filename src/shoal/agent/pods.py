@@ -5,10 +5,13 @@ missing (image first; the pod's network namespace is wired by pod networking bef
 container, every container joins it, and the others join the first one's ipc/uts), restart
 stopped containers by the pod's restart policy with crash-loop backoff, publish the resulting
 status, then sleep until something happens — a new pod version, a container exit (pidfd, no
-polling), or a backoff deadline. Deleted pods are torn down (SIGTERM, SIGKILL after the grace
-period, containers, rootfs, cgroups and pod dirs removed, then the pod network). Cancelling a
-worker (agent shutdown) leaves containers running. It must not talk to the server: status goes
-to a callback.
+polling), or a backoff deadline. A pod annotated ``shoal.io/paused: "true"`` has its containers
+frozen (cgroup freezer), its probes suspended and nothing (re)started until the annotation goes.
+An evicted pod (``evict``, from node-pressure eviction) has its containers killed and stays
+Failed/Evicted on this node, across agent restarts (a marker in its pod dir). Deleted pods are
+torn down (SIGTERM, SIGKILL after the grace period, containers, rootfs, cgroups and pod dirs
+removed, then the pod network). Cancelling a worker (agent shutdown) leaves containers running.
+It must not talk to the server: status goes to a callback.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +35,21 @@ from shoal.agent.podspec import build_container_spec, check_supported, container
 from shoal.agent.probe_checks import ProbeTarget
 from shoal.agent.probes import ContainerProbes, has_probes
 from shoal.agent.restarts import Decision, RestartTrack, decide, restarted
-from shoal.agent.status import ContainerView, pod_status, timestamp
+from shoal.agent.status import PAUSED, ContainerView, pod_status, timestamp
 from shoal.client import to_model
-from shoal.model.pod import Container, ContainerState, Pod, qos_class
+from shoal.model.pod import ANNOTATION_PAUSED, Container, ContainerState, Pod, PodPhase
+from shoal.model.qos import qos_class
 from shoal.net.protocol import NetworkError, PodSandboxNetwork, SandboxNetwork
-from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, NamespaceJoin
+from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, Mount, NamespaceJoin
 
 __all__ = ["PodContext", "PodWorker"]
 
 log = logging.getLogger("shoal.agent.pods")
 _ERROR_RETRY_MAX = 30.0
 _EXIT_SETTLE = 40  # inspects, 25 ms apart, for conmon to record an exit code
+EVICTED = "Evicted"
+_EVICTED_MARKER = "evicted"  # in the pod dir: the eviction message, so a restarted agent keeps it evicted
+_PAUSED_NOTE = (PAUSED, f'frozen: the pod has annotation {ANNOTATION_PAUSED}="true"')
 
 
 @dataclass(slots=True)
@@ -58,6 +65,7 @@ class PodContext:
     network: SandboxNetwork | None = None  # None: pods get a private network namespace with loopback only
     network_ready: Callable[[], bool] = lambda: True  # False until the node's CNI conflist exists
     sandboxes: dict[str, PodSandboxNetwork] = field(default_factory=dict)  # recovered after a restart
+    dns_mount: Callable[[Path, str], Mount] | None = None  # the pod's /etc/resolv.conf (cluster DNS), if served
 
 
 class PodWorker:
@@ -75,11 +83,30 @@ class PodWorker:
         self._probes: dict[str, ContainerProbes] = {}
         self._kill_notes: dict[str, tuple[int, str]] = {}  # container → (restart count it led to, message)
         self._net: PodSandboxNetwork | None = ctx.sandboxes.pop(self.uid, None)
+        self.evicted = asyncio.Event()  # set once an evicted pod's containers are stopped
+        self.eviction: str | None = self._load_eviction()  # the eviction message, once evicted
+
+    def _load_eviction(self) -> str | None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            return (self.ctx.pods_dir / self.uid / _EVICTED_MARKER).read_text(encoding="utf-8")
+        if self.status.get("phase") == PodPhase.FAILED.value and self.status.get("reason") == EVICTED:
+            return str(self.status.get("message") or EVICTED)
+        return None
+
+    @property
+    def paused(self) -> bool:
+        annotations = (self.pod.get("metadata") or {}).get("annotations") or {}
+        return str(annotations.get(ANNOTATION_PAUSED, "")).lower() == "true"
 
     @property
     def key(self) -> str:
         meta = self.pod["metadata"]
         return f"{meta.get('namespace') or 'default'}/{meta['name']}"
+
+    @property
+    def owner(self) -> str:
+        """Who pins this pod's images: its key and uid (a pod re-made with the same name is another)."""
+        return f"{self.key} ({self.uid[:8]})"
 
     def update(self, pod: dict[str, Any]) -> None:
         self.pod = pod
@@ -92,6 +119,17 @@ class PodWorker:
     def poke(self) -> None:
         self._wake.set()
 
+    def evict(self, message: str) -> None:
+        """Kill the pod's containers and keep it Failed/Evicted with ``message`` on this node."""
+        if self.eviction is not None:
+            return
+        self.eviction = message
+        marker = self.ctx.pods_dir / self.uid / _EVICTED_MARKER
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(message, encoding="utf-8")
+        self._wake.set()
+
     # ----- main loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -102,7 +140,12 @@ class PodWorker:
                     if self.deleted:
                         await self._teardown()
                         return
-                    wait_until, pids = await self._sync()
+                    wait_until: dt.datetime | None = None
+                    pids: list[int] = []
+                    if self.eviction is not None:
+                        await self._stop_evicted()
+                    else:
+                        wait_until, pids = await self._sync()
                     if not any(self._waiting.values()):
                         self._error_delay = 0.0
                 except Exception as exc:  # a pod's failure must not stop the agent
@@ -164,10 +207,18 @@ class PodWorker:
         views: list[ContainerView] = []
         wake: dt.datetime | None = None
         sandbox_pid = 0
+        paused = self.paused
         for index, c in enumerate(pod.spec.containers):
             cid = container_id(self.uid, c.name)
             info = await self._inspect(cid)
             track = self._tracks.get(c.name, RestartTrack())
+            if paused:
+                info = await self._freeze(cid, info)
+                views.append(ContainerView(c.name, c.image, info, track, *_PAUSED_NOTE, ready=False))
+                await self._sync_probes(c, cid, info)  # stops them: probes are suspended while frozen
+                continue
+            if info is not None and info.state is ContainerState.PAUSED:
+                info = await self.ctx.driver.resume(cid)
             if info is None and not track.finished:
                 info = await self._create_member(pod, index, sandbox_pid)
             elif info is not None and info.state is ContainerState.CREATED:
@@ -201,10 +252,45 @@ class PodWorker:
             if not reason:
                 reason, message = self._probe_note(c.name, track)
             views.append(ContainerView(c.name, c.image, info, track, reason, message, ready))
-        self._publish(pod, views, now)
+        self._publish(pod, views, now, paused=paused)
         pids = [v.info.pid for v in views if v.info is not None and v.info.state is ContainerState.RUNNING
                 and v.info.pid > 0]
         return wake, pids
+
+    async def _freeze(self, cid: str, info: ContainerInfo | None) -> ContainerInfo | None:
+        """Pause a running container; others stay as they are (nothing starts while paused)."""
+        if info is not None and info.state is ContainerState.RUNNING:
+            log.info("pod %s: pausing container %s", self.key, cid)
+            return await self.ctx.driver.pause(cid)
+        return info
+
+    async def _stop_evicted(self) -> None:
+        """Kill an evicted pod's containers (no grace: the node is short of memory or disk) and
+        report it Failed/Evicted; it is not restarted here."""
+        pod = to_model(self.pod)
+        if not isinstance(pod, Pod):
+            raise ValueError(f"expected a Pod, got {type(pod).__name__}")
+        for name in list(self._probes):
+            await self._stop_probes(name)
+        views: list[ContainerView] = []
+        driver = self.ctx.driver
+        for c in pod.spec.containers:
+            cid = container_id(self.uid, c.name)
+            info = await self._inspect(cid)
+            if info is not None and info.state is ContainerState.PAUSED:
+                info = await driver.resume(cid)
+            if info is not None and info.state is ContainerState.RUNNING:
+                await driver.stop(cid, 0.0)
+                info = await self._inspect(cid)
+            elif info is not None and info.state is ContainerState.CREATED:
+                await driver.remove(cid)
+                info = None
+            track = replace(self._tracks.get(c.name, RestartTrack()), next_start=None, finished=True)
+            views.append(ContainerView(c.name, c.image, info, track, EVICTED, self.eviction or ""))
+        self._publish(pod, views, self.ctx.clock(), failure=(EVICTED, self.eviction or EVICTED))
+        if not self.evicted.is_set():
+            log.warning("pod %s: evicted: %s", self.key, self.eviction)
+            self.evicted.set()
 
     def _bump_error(self) -> float:
         self._error_delay = min(max(self._error_delay * 2, 1.0), _ERROR_RETRY_MAX)
@@ -278,7 +364,7 @@ class PodWorker:
             return None
         began = time.perf_counter()
         try:
-            image = await self.ctx.images.prepare(c.image, c.image_pull_policy)
+            image = await self.ctx.images.prepare(c.image, c.image_pull_policy, pod=self.key, owner=self.owner)
         except ImageError as exc:
             self._waiting[c.name] = ("ErrImagePull", str(exc))
             return None
@@ -292,7 +378,11 @@ class PodWorker:
             spec = build_container_spec(pod, index, image.defaults, lower_dirs=image.lower_dirs,
                                         joins=pod_joins(sandbox_pid if index > 0 else 0, net_join),
                                         log_path=str(log_dir / f"{restarts}.log"), volume_dirs=volumes)
-        except DriverError as exc:
+            if self.ctx.dns_mount is not None and net_join is not None and not pod.spec.host_network and not any(
+                    m.mount_path == "/etc/resolv.conf" for m in c.volume_mounts):
+                spec = replace(spec, mounts=(*spec.mounts, self.ctx.dns_mount(
+                    pod_dir, pod.metadata.namespace or "default")))
+        except (DriverError, OSError, ValueError) as exc:
             self._waiting[c.name] = ("CreateContainerConfigError", str(exc))
             return None
         for directory in (*volumes.values(), str(log_dir)):
@@ -358,10 +448,12 @@ class PodWorker:
             return "Unhealthy", probes.message
         return "", ""
 
-    def _publish(self, pod: Pod, views: list[ContainerView], now: dt.datetime) -> None:
+    def _publish(self, pod: Pod, views: list[ContainerView], now: dt.datetime, paused: bool = False,
+                 failure: tuple[str, str] | None = None) -> None:
         status = pod_status(views, pod.spec.restart_policy, host_ip=self.ctx.host_ip,
-                            start_time=self.ctx.cache.start_time(self.uid), previous=self.status, now=now)
-        status["qosClass"] = qos_class(pod.spec)
+                            start_time=self.ctx.cache.start_time(self.uid), previous=self.status, now=now,
+                            paused=paused, failure=failure)
+        status["qosClass"] = qos_class(pod.spec).value
         if pod.spec.host_network:
             status["podIP"] = self.ctx.host_ip
         elif self._net is not None:
@@ -381,6 +473,8 @@ class PodWorker:
             self._net = None
         shutil.rmtree(self.ctx.pods_dir / self.uid, ignore_errors=True)
         self.ctx.cache.delete_pod(self.uid)
+        if self.ctx.images is not None:
+            await self.ctx.images.release(self.owner)
         log.info("pod %s: removed %d container(s)", self.key, len(mine))
 
     async def _stop_and_remove(self, info: ContainerInfo, grace: float) -> None:

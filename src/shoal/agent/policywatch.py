@@ -10,25 +10,22 @@ sandboxes or touches the service table, and it only reads from the server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shoal.agent.netwatch import Objects, mirror
+from shoal.agent.netwatch import Objects, keep_applied, mirror
 from shoal.client import AsyncClient, to_model
 from shoal.model.namespace import Namespace
 from shoal.model.networkpolicy import NetworkPolicy
 from shoal.model.pod import Pod
-from shoal.net.protocol import NetworkError
 
 __all__ = ["POLICY_DEBOUNCE_SECONDS", "NodePolicies", "PolicyTable"]
 
 log = logging.getLogger("shoal.agent.policy")
 POLICY_DEBOUNCE_SECONDS = 0.05
-_RETRY_MAX = 15.0
 _KINDS = ("networkpolicies", "pods", "namespaces")
 
 
@@ -79,34 +76,10 @@ class NodePolicies:
         for problem in problems:
             log.warning("policy table: %s", problem)
 
-    async def _keep(self, stop: asyncio.Event) -> None:
-        delay = 0.0
-        while not stop.is_set():
-            waiter = asyncio.ensure_future(self._dirty.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
-            if stop.is_set():
-                return
-            await asyncio.sleep(self.debounce)  # a burst of watch events becomes one transaction
-            self._dirty.clear()
-            try:
-                await self.apply()
-                delay = 0.0
-            except (NetworkError, OSError) as exc:
-                delay = min(max(delay * 2, 0.5), _RETRY_MAX)
-                log.warning("policy table: %s (retrying in %gs)", exc, delay)
-                self._dirty.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-
     def tasks(self, client: AsyncClient, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """The background loops to run under the agent's TaskGroup."""
         out: list[tuple[str, Coroutine[Any, Any, None]]] = [
             (f"{kind} (policy)", mirror(client, kind, self.objects[kind], functools.partial(self._changed, kind), stop))
             for kind in _KINDS]
-        out.append(("policy table", self._keep(stop)))
+        out.append(("policy table", keep_applied(self._dirty, stop, "policy table", self.apply, self.debounce)))
         return out

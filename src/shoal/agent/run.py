@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -18,8 +19,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "parser"]
+
+DEFAULT_EVICTION_HARD = "memory.available<100Mi,nodefs.available<5%"  # parsed by shoal.agent.eviction
 
 log = logging.getLogger("shoal.agent")
 _JOIN_RETRY_MAX = 30.0
@@ -31,6 +35,10 @@ EXAMPLE = """example:
 
 The token is needed only the first time; restarted on the same --data-dir the agent is the same
 node and adopts the containers that kept running.
+
+as a service:
+  shoal agent install --server URL --token TOKEN [options]   (see `shoal agent install --help`)
+  shoal agent uninstall [--data-dir DIR] [--yes]             (see `shoal agent uninstall --help`)
 """
 
 
@@ -61,6 +69,20 @@ def parser(prog: str = "shoal agent") -> argparse.ArgumentParser:
     p.add_argument("--bridge", default="shoal0", help="the pods' bridge in the default conflist (default: %(default)s)")
     p.add_argument("--netns-dir", default="/run/shoal/netns",
                    help="where pod network namespaces are mounted; one dir per agent (default: %(default)s)")
+    p.add_argument("--eviction-hard", default=DEFAULT_EVICTION_HARD, metavar="SIGNAL<VALUE,...",
+                   help="evict pods (BestEffort first, Guaranteed last) while the node is below a threshold: "
+                        "memory.available (MemAvailable) and nodefs.available (free space of --data-dir), "
+                        "as a size or a percentage; \"\" turns eviction off (default: %(default)s)")
+    p.add_argument("--no-dns", action="store_true",
+                   help="serve no cluster DNS to pods (they keep the image's /etc/resolv.conf)")
+    p.add_argument("--cluster-domain", default="shoal",
+                   help="the cluster DNS domain: <svc>.<ns>.svc.DOMAIN (default: %(default)s)")
+    p.add_argument("--metrics-bind", default="",
+                   help="serve Prometheus metrics (cAdvisor-named container series, node series) on HOST:PORT, "
+                        'e.g. 127.0.0.1:10249 (default: "", none; costs ~1.5 MB of RSS when on)')
+    p.add_argument("--metrics-push-interval", type=float, default=10.0,
+                   help="seconds between usage samples pushed to the server for `shoal top`; 0 pushes none "
+                        "(default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -77,18 +99,37 @@ def _tune_malloc() -> None:
 
 
 def main(argv: Sequence[str], prog: str = "shoal agent") -> int:
-    """Run the agent with command line ``argv``; the process exit code (2 = usage, 1 = refused)."""
+    """Run the agent with command line ``argv``; the process exit code (2 = usage, 1 = refused).
+    ``install ...`` and ``uninstall ...`` run those subcommands instead."""
+    if argv and argv[0] == "install":
+        from shoal.agent.install import install_main
+
+        return install_main(argv[1:], f"{prog} install")
+    if argv and argv[0] == "uninstall":
+        from shoal.agent.uninstall import uninstall_main
+
+        return uninstall_main(argv[1:], f"{prog} uninstall")
     _tune_malloc()
+    # httpx imports its command line (click, rich, pygments: ~4 MB) when they are installed, as they
+    # are for the CLI; a None entry makes that import fail, which httpx tolerates.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from shoal.agent.edgefacts import parse_zone_probes
     from shoal.agent.nodeinfo import parse_labels
 
     args = parser(prog).parse_args(list(argv))
+    from shoal.agent.eviction import parse_thresholds
+
     if not args.server.startswith(("https://", "http://")):
         print(f"error: --server must be a URL like https://10.0.0.1:6443 (got {args.server!r})", file=sys.stderr)
         return 2
     try:
         labels = parse_labels(args.labels)
         zone_probes = parse_zone_probes(args.zone_probe)
+        eviction_hard = parse_thresholds(args.eviction_hard, "--eviction-hard")
+        if args.metrics_bind:
+            from shoal.agent.metrics import parse_bind
+
+            parse_bind(args.metrics_bind)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +139,8 @@ def main(argv: Sequence[str], prog: str = "shoal agent") -> int:
                              Path(args.runc_root), args.cgroup_parent,
                              Path(args.image_root) if args.image_root else None, zone_probes,
                              NetOptions(not args.no_pod_network, not args.no_services, args.bridge,
-                                        Path(args.netns_dir).absolute())))
+                                        Path(args.netns_dir).absolute(), not args.no_dns, args.cluster_domain),
+                             eviction_hard=eviction_hard, metrics=(args.metrics_bind, args.metrics_push_interval)))
     if code == _REEXEC:
         # Joining loaded cryptography (~10 MB) for one CSR; a fresh process on the same data dir
         # is the same node without it. Same PID, so supervisors do not notice.
@@ -134,12 +176,17 @@ class NetOptions:
     services: bool = True
     bridge: str = "shoal0"
     netns_dir: Path = Path("/run/shoal/netns")
+    dns: bool = True
+    cluster_domain: str = "shoal"
 
 
 def _node_network(node: str, data_dir: Path, options: NetOptions) -> object:
-    """The node's pod networking (``NodeNetwork``), or None with ``--no-pod-network``."""
+    """The node's pod networking (``NodeNetwork``: CNI, routes, services, NetworkPolicies, cluster DNS),
+    or None with ``--no-pod-network``."""
     from shoal.agent.netwatch import NodeNetwork
+    from shoal.agent.policywatch import NodePolicies
     from shoal.net.conflist import write_conflist
+    from shoal.net.policy import NftPolicyTable
     from shoal.net.routes import HostRoutes
     from shoal.net.sandbox import PodNetwork, net_dir
     from shoal.net.services import NftServiceTable
@@ -152,18 +199,26 @@ def _node_network(node: str, data_dir: Path, options: NetOptions) -> object:
     def write(pod_cidr: str) -> bool:
         return write_conflist(net.conflist_path, pod_cidr, ipam_dir, bridge=options.bridge)
 
-    return NodeNetwork(node, net, net.conflist_path, write, routes=HostRoutes(),
-                       services=NftServiceTable() if options.services else None)
+    network = NodeNetwork(node, net, net.conflist_path, write, routes=HostRoutes(),
+                          services=NftServiceTable() if options.services else None,
+                          policies=NodePolicies(node, NftPolicyTable()))
+    if options.dns:
+        from shoal.agent.dns import NodeDns
+
+        network.dns = NodeDns(network.service_objects, network.endpoint_objects, domain=options.cluster_domain)
+    return network
 
 
 async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict[str, str], runc_root: Path,
                 cgroup_parent: str, image_root: Path | None, zone_probes: dict[str, tuple[str, int]],
-                net_options: NetOptions) -> int:
+                net_options: NetOptions, eviction_hard: tuple[Any, ...] = (),
+                metrics: tuple[str, float] = ("", 10.0)) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from shoal.agent.agent import Agent, AgentOptions
     from shoal.agent.cache import PodCache
-    from shoal.agent.identity import JoinRefused, NodeIdentity
+    from shoal.agent.dns import NodeDns
+    from shoal.agent.identity import JoinRefused, NodeIdentity, renew_loop
     from shoal.agent.images import ImageService
     from shoal.agent.netwatch import NodeNetwork
     from shoal.agent.nodeinfo import node_manifest, probe_facts
@@ -187,17 +242,29 @@ async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict
     facts = probe_facts(data_dir, server)
     cache = PodCache(data_dir / "agent.db")
     driver = OciDriver(root_dir=data_dir / "containers", runc_root=runc_root, cgroup_parent=cgroup_parent)
-    ctx = PodContext(driver=driver, images=ImageService(image_root or data_dir / "images"), cache=cache,
-                     pods_dir=data_dir / "pods", host_ip=facts.address, publish=lambda uid: None)
-    options = AgentOptions(node_name=identity.name, client=identity.client_config(server),
+    client = identity.client_config(server)
+    ctx = PodContext(driver=driver, images=ImageService(image_root or data_dir / "images", server=client),
+                     cache=cache, pods_dir=data_dir / "pods", host_ip=facts.address, publish=lambda uid: None)
+    options = AgentOptions(node_name=identity.name, client=client,
                            node_manifest=node_manifest(identity.name, facts, labels), labels=labels,
-                           zone_probes=zone_probes)
+                           zone_probes=zone_probes, eviction_hard=eviction_hard, metrics_bind=metrics[0],
+                           metrics_push_interval=metrics[1], cgroup_parent=cgroup_parent)
     network = _node_network(identity.name, data_dir, net_options)
+    if isinstance(network, NodeNetwork) and isinstance(network.dns, NodeDns):
+        ctx.dns_mount = network.dns.pod_mount
     agent = Agent(options, ctx, network if isinstance(network, NodeNetwork) else None)
     log.info("node %s: agent running (data dir %s)", identity.name, data_dir)
+    renewing = dataclasses.replace(identity, server=server.rstrip("/"))  # renew where the agent talks
+    pid_file = data_dir / "agent.pid"  # how `shoal agent uninstall` finds the agent without systemd
+    pid_file.write_text(f"{os.getpid()}\n")
     try:
-        await agent.run(stop)
+        async with asyncio.TaskGroup() as group:  # the certificate renews itself next to the agent
+            group.create_task(renew_loop(renewing, stop), name="certificate renewal")
+            await agent.run(stop)
+            stop.set()
     finally:
         cache.close()
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
     log.info("node %s: agent stopped; containers keep running", identity.name)
     return 0

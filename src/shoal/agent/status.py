@@ -2,8 +2,9 @@
 
 Pure: ``pod_status`` turns ``ContainerView``s (driver info, restart track, why a container is
 still waiting) into the ``status`` dict of a Pod (phase, containerStatuses, conditions Ready,
-ContainersReady and Initialized, hostIP, startTime), keeping conditions other parts of shoal set
-(Scheduled) and transition times of conditions that did not change. It must not do I/O.
+ContainersReady, Initialized and Paused, hostIP, startTime; phase Failed with a reason for an
+evicted pod), keeping conditions other parts of shoal set (Scheduled) and transition times of
+conditions that did not change (the QoS class is ``shoal.model.qos``). It must not do I/O.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.agent.restarts import RestartTrack
-from shoal.model.pod import ContainerState, PodPhase, RestartPolicy
+from shoal.model.pod import ANNOTATION_PAUSED, ContainerState, PodPhase, RestartPolicy
 from shoal.runtime.protocol import ContainerInfo
 
-__all__ = ["CRASH_LOOP", "ContainerView", "container_status", "pod_phase", "pod_status", "timestamp"]
+__all__ = ["CRASH_LOOP", "PAUSED", "ContainerView", "container_status", "pod_phase", "pod_status", "timestamp"]
 
 CRASH_LOOP = "CrashLoopBackOff"
 CREATING = "ContainerCreating"
-_OWN_CONDITIONS = ("Initialized", "ContainersReady", "Ready")
+PAUSED = "Paused"  # the pod condition type, and the reason on its frozen containers
+_OWN_CONDITIONS = ("Initialized", "ContainersReady", "Ready", PAUSED)
+
+
 _LIVE = (ContainerState.RUNNING, ContainerState.PAUSED)
 
 
@@ -97,27 +101,44 @@ def _condition(ctype: str, ok: bool, previous: dict[str, dict[str, Any]], now: s
     return out
 
 
+def _paused_condition(paused: bool, old: dict[str, dict[str, Any]], stamp: str) -> list[dict[str, Any]]:
+    """Paused=True while the pod is frozen; Paused=False once it was and no longer is; else nothing."""
+    if not paused:
+        return [_condition(PAUSED, False, old, stamp, "Resumed")] if PAUSED in old else []
+    out = _condition(PAUSED, True, old, stamp, "")
+    out.update(reason=PAUSED, message=f'annotation {ANNOTATION_PAUSED}="true": the containers are frozen; '
+                                      f"`shoal unpause` resumes them")
+    return [out]
+
+
 def pod_status(views: Sequence[ContainerView], policy: RestartPolicy, *, host_ip: str, start_time: str,
-               previous: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """The pod's new ``status``; ``previous`` is its current status (conditions others own are kept)."""
+               previous: dict[str, Any], now: dt.datetime, paused: bool = False,
+               failure: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The pod's new ``status``; ``previous`` is its current status (conditions others own are kept).
+    ``failure`` (reason, message) makes the pod Failed whatever its containers say (Evicted)."""
     stamp = timestamp(now)
     statuses = [container_status(v) for v in views]
-    phase = pod_phase(views, policy)
+    phase = PodPhase.FAILED if failure else pod_phase(views, policy)
     all_ready = bool(statuses) and all(s.get("ready") for s in statuses)
     old = {c.get("type", ""): c for c in previous.get("conditions") or [] if isinstance(c, dict)}
     not_ready = [s["name"] for s in statuses if not s.get("ready")]
     reason = "ContainersNotReady" if not_ready else ""
     if phase in (PodPhase.SUCCEEDED, PodPhase.FAILED):
-        reason = "PodCompleted"
+        reason = failure[0] if failure else "PodCompleted"
     conditions = [c for t, c in old.items() if t not in _OWN_CONDITIONS]
     conditions += [_condition("Initialized", True, old, stamp, ""),
                    _condition("ContainersReady", all_ready, old, stamp, reason),
-                   _condition("Ready", all_ready, old, stamp, reason)]
+                   _condition("Ready", all_ready, old, stamp, reason),
+                   *_paused_condition(paused and not failure, old, stamp)]
     status: dict[str, Any] = {key: value for key, value in previous.items()
                               if key in ("podIP", "qosClass")}
     status.update(phase=phase.value, hostIP=host_ip, conditions=conditions, containerStatuses=statuses)
     if start_time:
         status["startTime"] = start_time
-    if not_ready and phase is PodPhase.RUNNING:
+    if failure:
+        status.update(reason=failure[0], message=failure[1])
+    elif paused:
+        status.update(reason=PAUSED, message="the pod's containers are frozen")
+    elif not_ready and phase is PodPhase.RUNNING:
         status["message"] = f"containers not ready: {', '.join(not_ready)}"
     return status

@@ -7,7 +7,10 @@ container's log through the driver, ``previous`` from the log file of the instan
 last restart) and ``exec`` in the framing of ``shoal.client.stream``. An ``exec-stream`` request
 (an interactive exec) is answered the same way as its output is produced, while the agent pulls the
 user's input (stdin, window size, end of stdin) with ``GET .../tunnel/ID/input``, again a request of
-its own. A ``cancel`` frame stops a request (the user went away) and kills an interactive process.
+its own. A ``port-forward`` request connects to a port inside the pod's network namespace and is
+answered and fed the same way (``shoal.agent.portforward``); an ``image-load`` request fetches an
+image archive pushed to this node and loads it into the image store (``shoal.agent.imageload``).
+A ``cancel`` frame stops a request (the user went away) and kills an interactive process.
 Every request runs as a task owned by ``run``. It must not decide
 anything about pods' lifecycle: it only reads logs and runs commands the server relays.
 """
@@ -19,12 +22,14 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 
+from shoal.agent.imageload import load_pushed_image
 from shoal.agent.podspec import container_id
+from shoal.agent.portforward import PortUnreachable, connect_in_pod, relay
 from shoal.client import ClientConfig
 from shoal.client.stream import (
     EXEC_MEDIA_TYPE,
@@ -39,6 +44,9 @@ from shoal.model import Status, StatusDetails
 from shoal.model.pod import ContainerState
 from shoal.runtime.oci.logs import read_log
 from shoal.runtime.protocol import ContainerNotFound, Driver, DriverError, ExecStream, LogLine, TerminalSize
+
+if TYPE_CHECKING:
+    from shoal.image.content import ContentStore
 
 __all__ = ["NodeTunnel", "Refusal"]
 
@@ -108,11 +116,15 @@ def previous_log(pods_dir: Path, uid: str, container: str) -> Path | None:
 
 class NodeTunnel:
     def __init__(self, node: str, config: ClientConfig, driver: Driver, pods_dir: Path,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, images: ContentStore | None = None) -> None:
+        from shoal.image.content import ContentStore
+
         self.node = node
         self.config = config
         self.driver = driver
         self.pods_dir = pods_dir
+        # pushed images go here: the agent's image store (by default <data dir>/images, beside pods/)
+        self.images = images if images is not None else ContentStore(pods_dir.parent / "images")
         self._transport = transport
         self._running: dict[str, asyncio.Task[None]] = {}
         self.connected = asyncio.Event()  # set while the tunnel stream is open
@@ -171,10 +183,10 @@ class NodeTunnel:
             task = self._running.pop(request_id, None)
             if task is not None:
                 task.cancel()
-        elif op in ("logs", "exec", "exec-stream") and request_id:
+        elif op in ("logs", "exec", "exec-stream", "port-forward", "image-load") and request_id:
             if len(self._running) >= _MAX_REQUESTS:
-                body = self._refuse(Refusal(409, f"node {self.node} is already serving {_MAX_REQUESTS} log/exec "
-                                                 "streams; close some and retry"))
+                body = self._refuse(Refusal(409, f"node {self.node} is already serving {_MAX_REQUESTS} log/exec/"
+                                                 "port-forward streams; close some and retry"))
                 task = group.create_task(self._post(http, request_id, 409, "application/json", body))
             else:
                 task = group.create_task(self._answer(http, frame))
@@ -199,6 +211,12 @@ class NodeTunnel:
                 body, media_type = await self._logs(frame), "text/plain; charset=utf-8"
             elif frame["op"] == "exec-stream":
                 body, media_type = await self._exec_stream(http, frame), EXEC_MEDIA_TYPE
+            elif frame["op"] == "port-forward":
+                body, media_type = await self._port_forward(http, frame), EXEC_MEDIA_TYPE
+            elif frame["op"] == "image-load":
+                body = load_pushed_image(http, f"/api/v1/nodes/{self.node}/images/{frame['upload']}", self.images,
+                                         str(frame.get("image") or ""))
+                media_type = "application/x-ndjson"
             else:
                 body, media_type = await self._exec(frame), EXEC_MEDIA_TYPE
             status = 200
@@ -239,7 +257,8 @@ class NodeTunnel:
             raise Refusal(400, f"{label} has not started on node {self.node} yet; check `shoal get pod "
                                f"{frame['pod']}`") from None
         if frame["op"] != "logs" and info.state is not ContainerState.RUNNING:
-            raise Refusal(400, f"{label} is {info.state.value}; exec needs it Running")
+            what = "port-forward" if frame["op"] == "port-forward" else "exec"
+            raise Refusal(400, f"{label} is {info.state.value}; {what} needs it Running")
         return cid, label
 
     async def _logs(self, frame: dict[str, Any]) -> AsyncGenerator[bytes, None]:
@@ -305,6 +324,18 @@ class NodeTunnel:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
             await process.close()
+
+    async def _port_forward(self, http: httpx.AsyncClient, frame: dict[str, Any]) -> AsyncGenerator[bytes, None]:
+        port = frame["port"]
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
+        cid, _ = await self._container(frame)
+        info = await self.driver.inspect(cid)
+        try:
+            sock = await connect_in_pod(info.pid, port)
+        except PortUnreachable as exc:
+            raise Refusal(400, f'pod "{frame["pod"]}" on node {self.node}: {exc}') from None
+        return relay(http, f"{self._path}/{frame['id']}/input", sock)
 
     async def _pump_input(self, http: httpx.AsyncClient, request_id: str, process: ExecStream) -> None:
         """Feed the process what the user sends (stdin, window sizes, end of stdin) until the session ends."""

@@ -13,14 +13,14 @@ import msgspec
 
 from shoal.api.errors import ApiError
 from shoal.model import FieldError, Namespace, Object, Pod, PodStatus, Secret
-from shoal.model.pod import qos_class
+from shoal.model.qos import qos_class
 
 PROTECTED_NAMESPACES = ("default",)
 
 
 def admit_create(obj: Object) -> Object:
     if isinstance(obj, Pod):
-        return msgspec.structs.replace(obj, status=PodStatus(qos_class=qos_class(obj.spec)))
+        return msgspec.structs.replace(obj, status=PodStatus(qos_class=qos_class(obj.spec).value))
     if isinstance(obj, Secret):
         return _fold_string_data(obj)
     return obj

@@ -94,7 +94,7 @@ class RegistryAuthFront:
             if key == b"authorization":
                 scheme, _, credential = bytes(value).decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer":
-                    return credential.strip()
+                    return credential.strip() or None
                 if scheme.lower() == "basic":
                     try:
                         return base64.b64decode(credential.strip(), validate=True).decode().partition(":")[2]
@@ -155,8 +155,8 @@ async def pod_credentials(store: Store, subject: str, pod_key: str, registry: st
     if not isinstance(pod, Pod) or (node is not None and pod.spec.node_name != node):
         raise MirrorError(403, "DENIED", f'{POD_HEADER}: pod "{pod_key}" is not bound to node "{node}"; a node '
                           "may use only the pull secrets of its own pods")
-    for ref in getattr(pod.spec, "image_pull_secrets", None) or ():
-        secret_name = str(getattr(ref, "name", ref))
+    for ref in pod.spec.image_pull_secrets:
+        secret_name = ref.name
         try:
             secret = await store.get("Secret", namespace, secret_name)
         except NotFound:

@@ -149,6 +149,7 @@ def _public_paths(paths: dict[str, Any]) -> None:
 
 def build_openapi() -> dict[str, Any]:
     from shoal.api.tunnel import tunnel_paths  # tunnel imports this module's helpers
+    from shoal.api.usage import usage_paths
 
     _, components = msgspec.json.schema_components([info.cls for info in KINDS] + [Status],
                                                    ref_template="#/components/schemas/{name}")
@@ -166,6 +167,7 @@ def build_openapi() -> dict[str, Any]:
     _node_paths(paths)
     _public_paths(paths)
     tunnel_paths(paths)
+    usage_paths(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "shoal", "version": __version__,

@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
 from shoal import __version__
-from shoal.api.auth import ASGIApp, TokenAuth, TokenLookup
+from shoal.api.auth import ASGIApp, PeerLookup, TokenAuth, TokenLookup
 from shoal.api.authz import authorize, check_heartbeats, check_node_name, check_pod_node, node_of
 from shoal.api.errors import (
     ApiError,
@@ -355,8 +355,10 @@ ROUTES = [
 
 def create_app(store: Store, tokens: TokenLookup, on_heartbeat: Callable[[Sequence[str]], None],
                clock: Callable[[], dt.datetime], ready: Callable[[], bool] = lambda: True,
-               lifespan: Sequence[Any] = (), extra_routes: Sequence[Any] = ()) -> tuple[ASGIApp, Litestar]:
-    """The ASGI app (auth in front) and the Litestar app inside it."""
+               lifespan: Sequence[Any] = (), extra_routes: Sequence[Any] = (),
+               peer: PeerLookup | None = None) -> tuple[ASGIApp, Litestar]:
+    """The ASGI app (auth in front: tokens, and client certificates through ``peer``) and the Litestar
+    app inside it."""
     state = ApiState(resources=ResourceAPI(store, clock), store=store, on_heartbeat=on_heartbeat, ready=ready,
                      openapi=msgspec.json.encode(build_openapi()))
     app = Litestar(
@@ -369,4 +371,4 @@ def create_app(store: Store, tokens: TokenLookup, on_heartbeat: Callable[[Sequen
         debug=False,
     )
     app.state["shoal"] = state
-    return TokenAuth(cast(ASGIApp, app), tokens), app
+    return TokenAuth(cast(ASGIApp, app), tokens, peer=peer), app

@@ -5,7 +5,8 @@ writes NDJSON request frames down it (``{"id", "op": "logs"|"exec"|"cancel", ...
 when idle). The agent answers each request with a streaming ``POST /api/v1/nodes/NAME/tunnel/ID``
 whose ``X-Shoal-Status`` header is the answer's HTTP status and whose body is the output, which
 the server relays to the waiting user request unchanged (plain text for logs, the framing of
-``shoal.client.stream`` for exec). ``TunnelHub`` is the in-memory registry of open tunnels and
+``shoal.client.stream`` for exec). Port forwarding (``shoal.api.portforward``) and image push to a
+node (``shoal.api.imagepush``) travel the same way. ``TunnelHub`` is the in-memory registry of open tunnels and
 requests in flight; it must not touch the store. The user-facing routes check the pod in the
 store, then hand the request to the hub. Interactive exec sessions (their input going the other
 way) are in ``shoal.api.execsession``.
@@ -18,7 +19,7 @@ import itertools
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -28,6 +29,9 @@ from litestar.response import Stream
 from shoal.api.errors import ApiError
 from shoal.api.resources import ResourceAPI, kind_for
 from shoal.model import Pod
+
+if TYPE_CHECKING:
+    from shoal.api.imagepush import ImageUploads
 
 __all__ = ["TunnelHub", "TunnelRequest", "tunnel_paths", "tunnel_routes"]
 
@@ -260,8 +264,9 @@ async def _target(request: Request[Any, Any, Any], namespace: str, name: str) ->
     return pod, container, pod.spec.node_name
 
 
-def tunnel_routes(hub: TunnelHub) -> list[HTTPRouteHandler]:
-    """The agent-facing tunnel routes and the user-facing log and exec routes, bound to ``hub``."""
+def tunnel_routes(hub: TunnelHub, uploads: ImageUploads | None = None) -> list[HTTPRouteHandler]:
+    """The agent-facing tunnel routes and the user-facing log, exec, port-forward and image push routes,
+    bound to ``hub`` (image pushes spooled by ``uploads``; default: the temp dir, $SHOAL_IMAGE_PUSH_MAX_BYTES)."""
 
     def own_node(request: Request[Any, Any, Any], name: str) -> None:
         if _subject(request) != f"node:{name}":
@@ -326,9 +331,13 @@ def tunnel_routes(hub: TunnelHub) -> list[HTTPRouteHandler]:
                  "timeout": _number("timeoutSeconds", query.get("timeoutSeconds"), 60, 86400)}
         return await hub.relay(node, frame)
 
-    from shoal.api.execsession import exec_session_routes  # it builds on this module's helpers
+    from shoal.api.execsession import ExecSessions, exec_session_routes  # they build on this module's helpers
+    from shoal.api.imagepush import image_push_routes
+    from shoal.api.portforward import portforward_routes
 
-    return [open_tunnel, answer, pod_log, follow_pod_log, pod_exec, *exec_session_routes(hub)]
+    sessions = ExecSessions()  # interactive execs and forwarded connections: their input goes the same way
+    return [open_tunnel, answer, pod_log, follow_pod_log, pod_exec, *exec_session_routes(hub, sessions),
+            *portforward_routes(hub, sessions), *image_push_routes(hub, uploads)]
 
 
 def tunnel_paths(paths: dict[str, Any]) -> None:
@@ -372,6 +381,11 @@ def tunnel_paths(paths: dict[str, Any]) -> None:
     from shoal.api.execsession import exec_session_paths
 
     exec_session_paths(paths, pod_params, failures)
+    from shoal.api.imagepush import image_push_paths
+    from shoal.api.portforward import portforward_paths
+
+    portforward_paths(paths, pod_params, failures)
+    image_push_paths(paths, failures)
     paths["/api/v1/nodes/{name}/tunnel"] = {
         "parameters": [parameter("name")],
         "get": {"operationId": "openNodeTunnel", "tags": ["nodes", "streaming"],

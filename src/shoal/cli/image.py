@@ -2,7 +2,8 @@
 
 Owns argument parsing, progress display and turning image errors into ``error: ...`` lines with
 exit codes (1 user error, 3 registry/system failure). All work is done by ``shoal.image``; this
-module must not talk to the shoal server nor import server-side layers.
+module must not import server-side layers, and talks to the shoal server only for ``push --node``
+(an image for an air-gapped node, through ``shoal.client.stream.push_archive_to_node``).
 """
 
 from __future__ import annotations
@@ -181,10 +182,18 @@ def push(
     jobs: JobsOption = 4,
     quiet: QuietOption = False,
     authfile: AuthfileOption = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="Push to this node's image store through the shoal server (no registry needed).")] = None,
 ) -> None:
-    """Push a local image to a registry."""
+    """Push a local image to a registry, or with --node straight to a node's image store."""
     from shoal.image.pull import push_image
     from shoal.image.reference import parse_reference
+
+    if node is not None:
+        if destination is not None:
+            raise _fail("--node pushes the image under its own name; drop the DESTINATION argument", 2)
+        typer.echo(_push_to_node(image, node, root, quiet))
+        return
 
     def work() -> str:
         store = _store(root)
@@ -203,6 +212,28 @@ def push(
         return f"{dest}: {digest}"
 
     typer.echo(_run(work))
+
+
+def _push_to_node(image: str, node: str, root: str, quiet: bool) -> str:
+    """Save ``image`` as an archive and upload it for ``node``'s agent to load (a progress bar on a terminal)."""
+    import tempfile
+    from pathlib import Path
+
+    from shoal.client.config import load_config
+    from shoal.client.stream import push_archive_to_node
+    from shoal.image.archive import save as save_archive
+
+    config = load_config(None)
+    with tempfile.TemporaryDirectory(prefix="shoal-image-push-") as scratch:
+        archive = Path(scratch) / "image.tar"
+        name = _run(lambda: save_archive(_store(root), [image], archive))[0]
+        with _progress(quiet) as progress:
+            def uploaded(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(f"upload:{name}", done, total)  # the bar shows the 12 characters after "upload:"
+
+            loaded = push_archive_to_node(config, node, archive, name, uploaded)
+    return f"{name}: loaded on node {node} ({', '.join(loaded)})"
 
 
 @app.command("ls")

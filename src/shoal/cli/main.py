@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from shoal import __version__
-from shoal.cli import get, logs, node, resources
+from shoal.cli import get, logs, node, pause, portforward, resources, top
 from shoal.cli.common import (
     EXIT_SYSTEM,
     CliError,
@@ -127,7 +127,10 @@ def build_app(argv: Sequence[str] = ()) -> typer.Typer:
     resources.register(app)
     get.register(app)
     logs.register(app)
+    portforward.register(app)
+    pause.register(app)
     app.add_typer(node.app, name="node")
+    app.add_typer(top.app, name="top")
     app.command("version", epilog=examples(["shoal version", "shoal version --client"]))(_version)
     _add_lazy(app, command_word(argv))
     return app

@@ -1,13 +1,19 @@
-"""Client configuration: which server to talk to, which CA to trust and which token to send.
+"""Client configuration: which server to talk to, which CA to trust, which token to send and which
+client certificate to present.
 
 Owns finding the config file (``--config``, then ``$SHOAL_CONFIG``, then ``~/.shoal/config.yaml``),
-parsing it and building the TLS context. It must not open connections.
+parsing it and building the TLS context. A ``ClientCertificate`` (a node's mTLS identity) is loaded
+into every context built from the config and reloaded into them by ``reload()`` when its file is
+replaced, so new connections present the renewed certificate while open ones finish. It must not
+open connections.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +51,47 @@ def resolve_path(explicit: str | None = None, env: Mapping[str, str] | None = No
     )
 
 
+class ClientCertificate:
+    """A client certificate and its key (``cert_file`` may hold both) presented on new TLS connections."""
+
+    def __init__(self, cert_file: Path, key_file: Path | None = None) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self._contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _load(self, context: ssl.SSLContext) -> None:
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"client certificate {self.cert_file}: cannot load it ({exc}); the node's "
+                              "certificate and key do not match or are damaged: re-join the node") from None
+
+    def apply(self, context: ssl.SSLContext) -> None:
+        """Present this certificate on ``context``'s connections, now and after every ``reload``."""
+        with self._lock:
+            self._load(context)
+            self._contexts.add(context)
+
+    def reload(self) -> int:
+        """Load the (replaced) files into every context this certificate was applied to; how many."""
+        with self._lock:
+            contexts = list(self._contexts)
+            for context in contexts:
+                self._load(context)
+        return len(contexts)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """Where the server is (``server`` URL), the CA PEM to verify it with and the bearer token."""
+    """Where the server is (``server`` URL), the CA PEM to verify it with, the bearer token and the
+    client certificate (a node's; the admin config has none)."""
 
     server: str
     ca: str = ""
     token: str = ""
     source: str = ""
+    client_cert: ClientCertificate | None = None
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "") -> ClientConfig:
@@ -93,15 +132,18 @@ class ClientConfig:
         if not self.server.startswith("https://"):
             return False
         if not self.ca.strip():
-            return ssl.create_default_context()
-        try:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
-            context.load_verify_locations(cadata=self.ca)  # only this CA: not the system roots
-            return context
-        except (ssl.SSLError, ValueError) as exc:
-            where = self.source or "client config"
-            raise ConfigError(f"{where}: ca is not a PEM certificate ({exc}); copy it from the "
-                              "server's admin.yaml") from None
+            context = ssl.create_default_context()
+        else:
+            try:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+                context.load_verify_locations(cadata=self.ca)  # only this CA: not the system roots
+            except (ssl.SSLError, ValueError) as exc:
+                where = self.source or "client config"
+                raise ConfigError(f"{where}: ca is not a PEM certificate ({exc}); copy it from the "
+                                  "server's admin.yaml") from None
+        if self.client_cert is not None:
+            self.client_cert.apply(context)
+        return context
 
 
 def load_config(explicit: str | None = None) -> ClientConfig:

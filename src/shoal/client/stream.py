@@ -7,17 +7,20 @@ when the command could not run). The agent encodes these frames, the server rela
 and the CLI decodes them. An interactive exec (``ExecSession``) opens with a streaming POST whose
 response is that output and whose ``X-Shoal-Exec-Session`` header names the session; the user's
 input goes in separate POSTs of frames on channel 4 (stdin bytes), 5 (window size, JSON
-``{"rows": R, "cols": C}``) and 6 (end of stdin, empty). This module must not print or exit; it
-raises ``ApiError`` and ``ServerUnreachable`` like the rest of the client.
+``{"rows": R, "cols": C}``) and 6 (end of stdin, empty). A forwarded TCP connection
+(``PortForwardStream``) works the same way: the pod's bytes on channel 1, the user's on 4, their
+half-close on 6. ``push_archive_to_node`` uploads an image archive for a node to load. This module
+must not print or exit; it raises ``ApiError`` and ``ServerUnreachable`` like the rest of the client.
 """
 
 from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -35,11 +38,13 @@ __all__ = [
     "ExecSession",
     "FrameDecoder",
     "FramingError",
+    "PortForwardStream",
     "encode_frame",
     "encode_resize",
     "encode_result",
     "exec_in_pod",
     "pod_logs",
+    "push_archive_to_node",
 ]
 
 EXEC_MEDIA_TYPE = "application/x-shoal-exec"
@@ -263,3 +268,52 @@ class ExecSession:
 
     def resize(self, rows: int, cols: int) -> bool:
         return self._post(encode_resize(rows, cols))
+
+
+class PortForwardStream(ExecSession):
+    """One TCP connection to ``port`` inside the pod: ``frames`` is what the pod sends (then one RESULT
+    frame when it closed); ``send`` and ``close_stdin`` (half-close) carry the user's side."""
+
+    def __init__(self, config: ClientConfig, namespace: str, pod: str, port: int) -> None:
+        super().__init__(config, namespace, pod, ())
+        self._path = _pod_path(namespace, pod, "portforward")
+        self._params = [("port", str(port))]
+
+
+def push_archive_to_node(config: ClientConfig, node: str, archive: Path, image: str = "",
+                         progress: Callable[[int, int], None] | None = None,
+                         timeout: float = 3600.0) -> list[str]:
+    """Upload ``archive`` (``shoal image save``) for ``node`` to load; the image names it loaded."""
+    total = archive.stat().st_size
+
+    def chunks() -> Iterator[bytes]:
+        sent = 0
+        with open(archive, "rb") as src:
+            while chunk := src.read(1 << 20):
+                yield chunk
+                sent += len(chunk)
+                if progress is not None:
+                    progress(sent, total)
+
+    params = {"image": image} if image else {}
+    last: dict[str, object] = {}
+    try:
+        with httpx.Client(**client_options(config, 30.0)) as http, http.stream(
+                "POST", f"/api/v1/nodes/{node}/images", params=params, content=chunks(),
+                headers={"Content-Type": "application/x-tar", "Content-Length": str(total)},
+                timeout=httpx.Timeout(30.0, read=timeout, write=timeout)) as response:
+            _raise_for(response)
+            for line in response.iter_lines():
+                if line.strip():
+                    last = msgspec.json.decode(line)
+    except httpx.TransportError as exc:
+        raise unreachable(config, exc) from None
+    except msgspec.DecodeError:
+        raise ApiError(502, "BadGateway", f"node {node} answered the image push with something not JSON") from None
+    if "error" in last:
+        raise ApiError(500, "InternalError", f"node {node}: {last['error']}")
+    loaded = last.get("loaded")
+    if not isinstance(loaded, list):
+        raise ApiError(502, "BadGateway", f"node {node} did not say which images it loaded (the node or server "
+                                          "went away mid-push?)")
+    return [str(name) for name in loaded]

@@ -1,6 +1,10 @@
 """What the sync and async clients share about HTTP: headers, TLS, timeouts and turning httpx's
 transport exceptions into ``ServerUnreachable`` with a hint.
 
+TLS is the config's ``ssl_context()``: the CA that verifies the server and, for a node, its
+client certificate (mutual TLS; a renewed certificate is loaded into the same context, so the
+client's new connections present it). The bearer token is sent only when the config has one and no client certificate.
+
 It must not know any REST path; those live in ``calls``.
 """
 
@@ -22,7 +26,7 @@ IDLE_WATCH_LIMIT = 90.0  # bookmarks arrive at least every 30 s; three missed on
 def client_options(config: ClientConfig, timeout: float) -> dict[str, Any]:
     """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient`` (HTTP/1.1 with keep-alive)."""
     headers = {"User-Agent": f"shoal-client/{__version__}", "Accept": "application/json"}
-    if config.token:
+    if config.token and config.client_cert is None:  # a node with a certificate authenticates with it
         headers["Authorization"] = f"Bearer {config.token}"
     return {
         "base_url": config.server,

@@ -17,6 +17,7 @@ Quantity = str | int | float
 
 
 ANNOTATION_SCHEDULING_SCORES = "shoal.io/scheduling-scores"  # the winning node's per-plugin scores (JSON)
+ANNOTATION_PAUSED = "shoal.io/paused"  # "true": the agent freezes the pod's containers (shoal pause/unpause)
 
 
 class PodPhase(StrEnum):
@@ -252,6 +253,12 @@ class Volume(Spec, frozen=True, kw_only=True):
     local_volume: LocalVolumeSource | None = None
 
 
+class LocalObjectReference(Spec, frozen=True, kw_only=True):
+    """An object in the same namespace, by name (a pod's imagePullSecrets)."""
+
+    name: str
+
+
 class PodSpec(Spec, frozen=True, kw_only=True):
     containers: list[Container] = msgspec.field(default_factory=list)
     init_containers: list[Container] = msgspec.field(default_factory=list)
@@ -268,6 +275,7 @@ class PodSpec(Spec, frozen=True, kw_only=True):
     volumes: list[Volume] = msgspec.field(default_factory=list)
     hostname: str = ""
     host_network: bool = False
+    image_pull_secrets: list[LocalObjectReference] = msgspec.field(default_factory=list)
 
 
 class ContainerStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
@@ -308,18 +316,3 @@ class Pod(Object, frozen=True, kw_only=True, tag="Pod"):
 class PodTemplateSpec(Spec, frozen=True, kw_only=True):
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: PodSpec = msgspec.field(default_factory=PodSpec)
-
-
-def qos_class(spec: PodSpec) -> str:
-    """Guaranteed, Burstable or BestEffort, by Kubernetes' rules on requests and limits."""
-    containers = spec.containers
-    if not any(c.resources.requests or c.resources.limits for c in containers):
-        return "BestEffort"
-    for c in containers:
-        limits, requests = c.resources.limits, c.resources.requests
-        for resource in ("cpu", "memory"):
-            if resource not in limits:
-                return "Burstable"
-            if resource in requests and str(requests[resource]) != str(limits[resource]):
-                return "Burstable"
-    return "Guaranteed"

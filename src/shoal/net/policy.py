@@ -35,6 +35,7 @@ from shoal.model.namespace import Namespace
 from shoal.model.networkpolicy import NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PolicyType
 from shoal.model.pod import Pod, PodPhase
 from shoal.model.selector import from_label_selector
+from shoal.net.nft import run_tool
 from shoal.net.protocol import NetworkError
 
 __all__ = ["FAMILY", "NAMESPACE_NAME_LABEL", "TABLE", "Match", "NftPolicyTable", "PodRules", "PolicyTableError",
@@ -43,7 +44,6 @@ __all__ = ["FAMILY", "NAMESPACE_NAME_LABEL", "TABLE", "Match", "NftPolicyTable",
 TABLE = "shoal-policy"
 FAMILY = "ip"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-NFT_TIMEOUT_SECONDS = 30
 _NAME_OK = re.compile(r"^[a-z][a-z0-9./_-]{0,199}$")
 
 
@@ -279,13 +279,7 @@ class NftPolicyTable:
         self._bridge_netfilter = bridge_netfilter
 
     def _run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run([*self._prefix, *argv], input=stdin, capture_output=True, text=True,
-                                  timeout=NFT_TIMEOUT_SECONDS)
-        except FileNotFoundError as exc:
-            raise PolicyTableError(f"{exc.filename} not found; install nftables (apt-get install nftables)") from None
-        except subprocess.TimeoutExpired:
-            raise PolicyTableError(f"{' '.join(argv[:3])} did not finish in {NFT_TIMEOUT_SECONDS}s") from None
+        return run_tool(self._prefix, argv, stdin, PolicyTableError)
 
     def sync(self, policies: Iterable[NetworkPolicy], pods: Iterable[Pod], namespaces: Iterable[Namespace],
              node_name: str) -> list[str]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from shoal.model.endpoints import Endpoints
 from shoal.model.service import Service, ServiceType
+from shoal.net.nft import run_tool
 from shoal.net.protocol import NetworkError
 
 __all__ = [
@@ -60,7 +61,6 @@ FAMILY = "ip"
 MASQUERADE_MARK = 0x8000  # set on NodePort and hairpin connections; masqueraded in postrouting
 AFFINITY_TIMEOUT_SECONDS = 10800  # Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds
 MAX_SLOTS = 1000
-NFT_TIMEOUT_SECONDS = 30
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _BASE_CHAINS = {
     "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
@@ -322,13 +322,7 @@ class NftServiceTable:
         self._bridge_netfilter = bridge_netfilter
 
     def _run(self, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run([*self._prefix, *argv], input=stdin, capture_output=True, text=True,
-                                  timeout=NFT_TIMEOUT_SECONDS)
-        except FileNotFoundError as exc:
-            raise ServiceTableError(f"{exc.filename} not found; install nftables (apt-get install nftables)") from None
-        except subprocess.TimeoutExpired:
-            raise ServiceTableError(f"{' '.join(argv[:3])} did not finish in {NFT_TIMEOUT_SECONDS}s") from None
+        return run_tool(self._prefix, argv, stdin, ServiceTableError)
 
     def state(self) -> TableState:
         done = self._run("nft", "-j", "list", "table", FAMILY, TABLE)

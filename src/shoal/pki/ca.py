@@ -1,7 +1,10 @@
 """The cluster's certificate authority: a self-signed CA, the server certificate and node
 certificates signed from CSRs, plus join tokens that pin the CA.
 
-Files live in the server's data dir; nothing here talks to the network.
+A node certificate says ``CN=node:<name>, O=shoal:nodes, OU=join-<id>`` with a DNS SAN of the
+name; the join id ties it to one join of that node (``NodeCredentials``), so a re-join or a revoke
+retires every certificate of the earlier join while renewals keep the id. Files live in the
+server's data dir; nothing here talks to the network.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,19 +21,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shoal.pki.files import write_private
+
 CA_DAYS = 3650
 LEAF_DAYS = 365
+NODE_ORGANIZATION = "shoal:nodes"
+JOIN_PREFIX = "join-"
+_MAX_SKEW = dt.timedelta(minutes=5)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``, mode 0600: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+@dataclass(frozen=True, slots=True)
+class NodeCertificate:
+    """A signed node certificate (PEM) and its validity window."""
+
+    pem: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -103,14 +108,15 @@ class CertificateAuthority:
         return cls(cert, key)
 
     def _sign(self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, *, server: bool,
-              sans: list[x509.GeneralName], days: int = LEAF_DAYS) -> x509.Certificate:
+              sans: list[x509.GeneralName], lifetime: dt.timedelta = dt.timedelta(days=LEAF_DAYS)) -> x509.Certificate:
         now = dt.datetime.now(dt.UTC)
+        skew = min(_MAX_SKEW, lifetime / 10)  # clock skew allowance that stays small for short lifetimes
         usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server \
             else [ExtendedKeyUsageOID.CLIENT_AUTH]
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
                    .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5))
-                   .not_valid_after(now + dt.timedelta(days=days))
+                   .not_valid_before(now - skew)
+                   .not_valid_after(now + lifetime)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
@@ -143,18 +149,30 @@ class CertificateAuthority:
         write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
         return cert_path, key_path
 
-    def sign_csr(self, csr_pem: bytes, node_name: str) -> bytes:
+    def sign_csr(self, csr_pem: bytes, node_name: str, join_id: str = "",
+                 lifetime: dt.timedelta = dt.timedelta(days=LEAF_DAYS)) -> bytes:
         """Sign a node's CSR as ``CN=node:<name>``; the CSR's own subject is not trusted."""
+        return self.sign_node_csr(csr_pem, node_name, join_id, lifetime).pem
+
+    def sign_node_csr(self, csr_pem: bytes, node_name: str, join_id: str,
+                      lifetime: dt.timedelta) -> NodeCertificate:
+        """Sign a node's CSR for ``lifetime`` as ``CN=node:<name>, OU=join-<join_id>``."""
+        if lifetime <= dt.timedelta(0):
+            raise ValueError("a node certificate's lifetime must be positive")
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
             raise ValueError("the certificate request's signature is invalid")
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise ValueError("node keys must be EC P-256")
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"node:{node_name}"),
-                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "shoal:nodes")])
-        cert = self._sign(subject, public_key, server=False, sans=[x509.DNSName(node_name)])
-        return cert.public_bytes(serialization.Encoding.PEM)
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, f"node:{node_name}"),
+                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODE_ORGANIZATION)]
+        if join_id:
+            names.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, JOIN_PREFIX + join_id))
+        cert = self._sign(x509.Name(names), public_key, server=False, sans=[x509.DNSName(node_name)],
+                          lifetime=lifetime)
+        return NodeCertificate(cert.public_bytes(serialization.Encoding.PEM), cert.not_valid_before_utc,
+                               cert.not_valid_after_utc)
 
 
 def new_secret() -> str:

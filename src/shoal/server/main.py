@@ -2,6 +2,8 @@
 
 Owns lifecycle only: it builds each part, runs them under one TaskGroup next to the HTTPS
 server, and shuts them down in order on SIGTERM/SIGINT.
+Mutual TLS (the client certificate in each request's scope) is ``server.tls``. Node certificates
+live for ``--node-cert-days`` (the hidden ``SHOAL_NODE_CERT_SECONDS`` overrides it, for tests).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
+from shoal.api.imagepush import ImageUploads, max_push_bytes
 from shoal.api.join import join_routes
+from shoal.api.mirror import RegistryAuthFront, mirror_routes
 from shoal.api.routes import create_app
 from shoal.api.tunnel import TunnelHub, tunnel_routes
+from shoal.api.usage import UsageStore, usage_routes
 from shoal.controllers import (
     DEFAULT_CLUSTER_CIDR,
     DEFAULT_NODE_MASK,
@@ -27,14 +34,28 @@ from shoal.controllers import (
     build_controllers,
     run_controllers,
 )
+from shoal.image.mirror import RegistryMirror
 from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
 from shoal.pki.nodecreds import NodeCredentials
 from shoal.server.bootstrap import prepare
 from shoal.server.scheduling import SchedulerLoop
+from shoal.server.tls import PeerCertProtocol
 from shoal.store import SqliteStore
 from shoal.store.protocol import AlreadyExists, Store, StoreError
 
 log = logging.getLogger("shoal.server")
+NODE_CERT_SECONDS_ENV = "SHOAL_NODE_CERT_SECONDS"
+
+
+def node_cert_lifetime(days: float, env: dict[str, str] | None = None) -> dt.timedelta:
+    """``--node-cert-days``, unless ``$SHOAL_NODE_CERT_SECONDS`` asks for seconds (tests of renewal)."""
+    seconds = (os.environ if env is None else env).get(NODE_CERT_SECONDS_ENV, "")
+    if seconds:
+        try:
+            return dt.timedelta(seconds=max(1.0, float(seconds)))
+        except ValueError:
+            raise ValueError(f"${NODE_CERT_SECONDS_ENV}={seconds!r} is not a number of seconds") from None
+    return dt.timedelta(days=days)
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,9 @@ class ServerOptions:
     log_level: str = "warning"
     cluster_cidr: str = DEFAULT_CLUSTER_CIDR
     node_cidr_mask: int = DEFAULT_NODE_MASK
+    node_cert_days: float = 365.0
+    registry_mirror: bool = True
+    insecure_registries: tuple[str, ...] = ()
 
 
 def utcnow() -> dt.datetime:
@@ -86,11 +110,21 @@ async def serve(options: ServerOptions) -> None:
         def subject_of(token: str) -> str | None:
             return admin.get(token) or credentials.lookup(token)
 
+        mirror = (RegistryMirror(options.data_dir / "mirror", insecure=options.insecure_registries)
+                  if options.registry_mirror else None)
+        lifetime = node_cert_lifetime(options.node_cert_days)
         asgi, _ = create_app(store, subject_of, on_heartbeat, utcnow, ready=lambda: ready,
-                             extra_routes=[*join_routes(files.ca, files.join_token.secret, credentials),
-                                           *tunnel_routes(TunnelHub())])
+                             extra_routes=[*join_routes(files.ca, files.join_token.secret, credentials, lifetime),
+                                           *tunnel_routes(TunnelHub(), ImageUploads(
+                                               max_push_bytes(), spool=options.data_dir / "image-push")),
+                                           *usage_routes(UsageStore(utcnow)),
+                                           *(mirror_routes(mirror, store) if mirror else [])],
+                             peer=credentials.peer_subject)
+        asgi = RegistryAuthFront(asgi, subject_of)
         config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
-                                ssl_keyfile=str(files.key_file), http="httptools", loop="none", lifespan="off",
+                                ssl_keyfile=str(files.key_file), ssl_cert_reqs=ssl.CERT_OPTIONAL,
+                                ssl_ca_certs=str(files.data_dir / "pki" / "ca.crt"), http=PeerCertProtocol,
+                                loop="none", lifespan="off",
                                 access_log=False, log_level=options.log_level, timeout_keep_alive=75,
                                 timeout_graceful_shutdown=3,
                                 backlog=4096)
@@ -106,6 +140,8 @@ async def serve(options: ServerOptions) -> None:
             log.info("shoal server listening on https://%s:%d", options.bind, options.port)
             await server.serve()
             stop.set()
+            if mirror is not None:
+                await mirror.aclose()
     finally:
         await store.close()
 

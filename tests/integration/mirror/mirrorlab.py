@@ -13,8 +13,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.conftest import RunningServer
-
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -92,24 +90,6 @@ class CountingProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-
-
-def join_node(server: RunningServer, node: str) -> str:
-    """A node token, obtained the way an agent gets one: the join token's secret and a CSR."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)])).sign(key, hashes.SHA256()))
-    secret = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
-    with server.http(token=secret) as http:
-        joined = http.post("/api/v1/join", json={"nodeName": node, "csr": csr.public_bytes(
-            serialization.Encoding.PEM).decode()})
-    assert joined.status_code == 200, joined.text
-    return str(joined.json()["token"])
 
 
 def tree_fingerprint(root: Path) -> list[tuple[str, int, str]]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from mirrorlab import CountingProxy, join_node, tree_fingerprint
-from tests.conftest import RunningServer, start_server, stop_process
+from mirrorlab import CountingProxy, tree_fingerprint
+from tests.conftest import RunningServer, join_node, start_server, stop_process
 from tests.integration.image.imagelab import PASSWORD, USER, Registry, _start, busybox_layers
 
 from shoal.agent.images import ImageService

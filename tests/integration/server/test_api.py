@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, join_node
 
 # Pinned to a node so that the scheduler leaves these pods alone: the tests see only their own writes.
 POD = {"apiVersion": "shoal/v1", "kind": "Pod", "metadata": {"name": "p1", "labels": {"app": "web"}},
@@ -123,26 +123,8 @@ def test_watch_rejects_a_bad_revision(server: RunningServer) -> None:
         assert bad.status_code == 400
 
 
-def _join(server: RunningServer, node: str) -> str:
-    """A node token, obtained the way an agent gets one: the join token's secret and a CSR."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node)])).sign(key, hashes.SHA256()))
-    secret = (server.data_dir / "node-token").read_text().strip().split("::", 1)[1]
-    with server.http(token=secret) as http:
-        joined = http.post("/api/v1/join", json={"nodeName": node, "csr": csr.public_bytes(
-            serialization.Encoding.PEM).decode()})
-    assert joined.status_code == 200, joined.text
-    return str(joined.json()["token"])
-
-
 def test_a_node_token_writes_only_its_own_things(server: RunningServer) -> None:
-    token = _join(server, "gw-1")
+    token = join_node(server, "gw-1")
     node = {"apiVersion": "shoal/v1", "kind": "Node", "metadata": {"name": "gw-1"}}
     with server.http() as admin, server.http(token=token) as gw:
         assert gw.post("/api/v1/nodes", json=node).status_code == 201

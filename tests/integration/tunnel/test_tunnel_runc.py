@@ -56,11 +56,12 @@ def _tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
     return found
 
 
-def _assert_server_never_dials(server: Server, agent_pid: int) -> None:
-    """Every TCP socket of the server is its listener or a connection accepted on its port; every
-    established connection of the agent goes to the server's port (the agent dialled it)."""
+def _assert_server_never_dials(server: Server, agent_pid: int, registry_port: int) -> None:
+    """Every TCP socket of the server is its listener, a connection accepted on its port, or its registry
+    mirror's to the registry; every established connection of the agent goes to the server's port (the
+    agent dialled it, and pulls images through the server's mirror)."""
     mine = _tcp_sockets(server.process.pid)
-    outbound = [s for s in mine if s[0] != server.port]
+    outbound = [s for s in mine if s[0] != server.port and s[1] != registry_port]
     assert outbound == [], f"the server holds connections it opened: {outbound}"
     assert any(state == "01" for _, _, state in mine), "expected the agent's tunnel connection on the server"
     agent_established = [s for s in _tcp_sockets(agent_pid) if s[2] == "01"]
@@ -81,6 +82,7 @@ def _read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) ->
 
 
 def test_logs_and_exec_through_the_tunnel(agent_env: AgentEnv, server: Server, image: str) -> None:
+    registry_port = int(image.split("/")[0].rsplit(":", 1)[1])
     agent = agent_env.start(token=server.join_token)
     with server.http() as http:
         for name, script in (("printer", PRINTER), ("ticker", TICKER), ("crasher", CRASHER)):
@@ -104,7 +106,7 @@ def test_logs_and_exec_through_the_tunnel(agent_env: AgentEnv, server: Server, i
             start = int(first.split()[1])
             more = _read_until(follow, b"tick %d\n" % (start + 3), 15)
             assert b"tick %d\ntick %d\n" % (start + 1, start + 2) in more, (first, more)
-            _assert_server_never_dials(server, agent.pid)  # while a follow stream is open
+            _assert_server_never_dials(server, agent.pid, registry_port)  # while a follow stream is open
         finally:
             follow.kill()
             follow.wait(timeout=10)
@@ -113,7 +115,7 @@ def test_logs_and_exec_through_the_tunnel(agent_env: AgentEnv, server: Server, i
         assert (hi.returncode, hi.stdout, hi.stderr) == (3, "hi\n", "err\n")
         hostname = server.cli("exec", "printer", "--", "hostname")
         assert (hostname.returncode, hostname.stdout) == (0, "printer\n")
-        _assert_server_never_dials(server, agent.pid)
+        _assert_server_never_dials(server, agent.pid, registry_port)
 
         missing = server.cli("exec", "printer", "-c", "db", "--", "true")
         assert missing.returncode == 1

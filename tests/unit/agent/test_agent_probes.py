@@ -13,12 +13,11 @@ from typing import Any
 
 import msgspec
 import pytest
+from agentfakes import Images
 
 from shoal.agent import probes as probes_module
 from shoal.agent.cache import PodCache
-from shoal.agent.images import PreparedImage
 from shoal.agent.pods import PodContext, PodWorker
-from shoal.agent.podspec import ImageDefaults
 from shoal.agent.probe_checks import ProbeTarget, resolve_port, run_check
 from shoal.agent.probes import ProbeCounter
 from shoal.model.pod import Probe
@@ -113,11 +112,6 @@ def _spec() -> Any:
 
 
 # ----- the worker with probes --------------------------------------------------------------------
-
-
-class Images:
-    async def prepare(self, name: str, pull_policy: str = "IfNotPresent") -> PreparedImage:
-        return PreparedImage(name, "sha256:" + "0" * 64, ("/layers/top",), ImageDefaults(cmd=("sleep", "1d")))
 
 
 class World:

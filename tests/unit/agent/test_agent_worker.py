@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentfakes import Images
 
 from shoal.agent.cache import PodCache
-from shoal.agent.images import PreparedImage
 from shoal.agent.pods import PodContext, PodWorker
-from shoal.agent.podspec import ImageDefaults
 from shoal.model.pod import ContainerState
 from shoal.runtime.fake import FakeDriver
 
@@ -36,13 +35,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
-
-
-class Images:
-    """Stands in for ImageService: every image is present."""
-
-    async def prepare(self, name: str, pull_policy: str = "IfNotPresent") -> PreparedImage:
-        return PreparedImage(name, "sha256:" + "0" * 64, ("/layers/top",), ImageDefaults(cmd=("sleep", "1d")))
 
 
 class Harness:
@@ -163,8 +155,11 @@ async def test_delete_stops_and_removes_everything(harness: Harness, tmp_path: P
     harness.cache.put_pod(worker.pod)
     task = asyncio.create_task(worker.run())
     await until(lambda: worker.status.get("phase") == "Running", "Running")
+    images = harness.ctx.images
+    assert isinstance(images, Images) and list(images.pins) == [worker.owner]  # its image is kept from prune
     worker.delete()
     await asyncio.wait_for(task, 5)
+    assert images.pins == {}, "a removed pod still pins its image"
     assert await harness.driver.recover() == []
     assert ("stop", "u1-c0") in harness.driver.calls and ("remove", "u1-c1") in harness.driver.calls
     assert harness.cache.pods() == [] and not (tmp_path / "pods" / "u1").exists()

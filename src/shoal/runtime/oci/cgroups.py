@@ -1,8 +1,9 @@
 """Reads and tidies the cgroups runc creates for containers, on cgroup v1 (incl. hybrid) and v2.
 
 Owns host facts the spec builder needs (cgroup version, AppArmor, rlimits, io weight support),
-per-container usage (cpu, memory, working set, pids), OOM-kill detection and removal of empty
-container and pod cgroup dirs. It must not write limits: runc applies config.json's resources.
+per-container usage (cpu, memory, working set, pids) and the extra figures the metrics endpoint
+shows (rss, cpu quota/period, processes), OOM-kill detection and removal of empty container and
+pod cgroup dirs. It must not write limits: runc applies config.json's resources.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import platform
 import resource
+from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.runtime.oci.spec import HostFacts
 from shoal.runtime.protocol import Stats
 
-__all__ = ["container_dirs", "host_facts", "oom_killed", "read_stats", "remove_dirs"]
+__all__ = ["CgroupDetail", "container_dirs", "host_facts", "oom_killed", "read_detail", "read_stats", "remove_dirs"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNLIMITED = 1 << 62
@@ -105,6 +107,46 @@ def read_stats(cgroups_path: str, root: Path = CGROUP_ROOT) -> Stats:
         memory_limit_bytes=limit,
         pids_current=pids,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupDetail:
+    """What ``read_stats`` leaves out: resident anonymous memory, the CFS quota (None: no limit) and
+    period in microseconds, and the number of processes (not threads) in the cgroup."""
+
+    rss_bytes: int
+    cpu_quota_us: int | None
+    cpu_period_us: int
+    processes: int
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
+
+
+def read_detail(cgroups_path: str, root: Path = CGROUP_ROOT) -> CgroupDetail:
+    """Rss, CPU quota/period and process count of a container cgroup (zeros for a vanished one)."""
+    rel = cgroups_path.strip("/")
+    if cgroup_version(root) == 2:
+        d = root / rel
+        rss = _keyed(d / "memory.stat").get("anon", 0)
+        try:
+            quota_text, _, period_text = (d / "cpu.max").read_text().strip().partition(" ")
+        except OSError:
+            quota_text, period_text = "max", ""
+        quota = None if quota_text == "max" or not quota_text.isdigit() else int(quota_text)
+        period = int(period_text) if period_text.isdigit() else 100_000
+        procs = _count_lines(d / "cgroup.procs")
+    else:
+        rss = _keyed(root / "memory" / rel / "memory.stat").get("total_rss", 0)
+        raw_quota = _read_int(root / "cpu" / rel / "cpu.cfs_quota_us")
+        quota = raw_quota if raw_quota is not None and raw_quota > 0 else None
+        period = _read_int(root / "cpu" / rel / "cpu.cfs_period_us") or 100_000
+        procs = _count_lines(root / "pids" / rel / "cgroup.procs")
+    return CgroupDetail(rss_bytes=rss, cpu_quota_us=quota, cpu_period_us=period, processes=procs)
 
 
 def oom_killed(cgroups_path: str, root: Path = CGROUP_ROOT) -> bool:
