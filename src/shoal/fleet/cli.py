@@ -47,6 +47,7 @@ def up_command(
     timeout: float = typer.Option(90, "--timeout", help="Seconds to wait for every node to be Online."),
     agent_arg: list[str] = typer.Option([], "--agent-arg", help="An extra flag for every agent (repeatable), "
                                         "e.g. --agent-arg=--no-services."),
+    labels: str = typer.Option("", "--labels", help="Labels for every node, e.g. shoal.io/zone=plant-a,tier=edge."),
 ) -> None:
     """Start a server and NODES agents, each in its own network namespace; return once all are Online.
 
@@ -62,7 +63,7 @@ def up_command(
     if os.geteuid() != 0:
         raise _fail("shoal cluster up makes network namespaces and runs containers: run it as root")
     try:
-        up(name, nodes, root or default_root(), _config_target(config), typer.echo, timeout, tuple(agent_arg))
+        up(name, nodes, root or default_root(), _config_target(config), typer.echo, timeout, tuple(agent_arg), labels)
     except (FleetError, LayoutError, OSError) as exc:
         raise _fail(f"{exc}\n  hint: `shoal cluster down --name {name}` removes what was made") from None
 

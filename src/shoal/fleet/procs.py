@@ -63,14 +63,15 @@ def start_server(fleet: FleetLayout) -> int:
                    "--port", str(fleet.port), "--log-level", "info"], fleet.server_log, fleet.server_pid_file)
 
 
-def start_agent(fleet: FleetLayout, node: NodeLayout, join_token: str, extra: tuple[str, ...] = ()) -> int:
+def start_agent(fleet: FleetLayout, node: NodeLayout, join_token: str, extra: tuple[str, ...] = (),
+                labels: str = "") -> int:
     pid_file = Path(node.pid_file)
     if (pid := alive(pid_file, node.data_dir)) is not None:
         return pid
     argv = ["nsenter", f"--net=/run/netns/{node.netns}", sys.executable, "-m", "shoal.agent",
             "--server", fleet.server_url, "--data-dir", node.data_dir, "--name", node.name,
             "--runc-root", node.runc_root, "--netns-dir", node.netns_dir, "--cgroup-parent", node.cgroup_parent,
-            "--labels", f"shoal.io/fleet={fleet.name}", *extra]
+            "--labels", ",".join(filter(None, (f"shoal.io/fleet={fleet.name}", labels))), *extra]
     return _spawn(argv, Path(node.log), pid_file, env={"SHOAL_TOKEN": join_token})  # not in argv: `ps` shows argv
 
 

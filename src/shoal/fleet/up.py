@@ -86,6 +86,14 @@ def _online(fleet: FleetLayout) -> list[str]:
     return [n["metadata"]["name"] for n in items if (n.get("status") or {}).get("phase") == "Online"]
 
 
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
+
+
 def write_config(fleet: FleetLayout, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
@@ -95,7 +103,7 @@ def write_config(fleet: FleetLayout, target: Path) -> None:
 
 
 def up(name: str, nodes: int, root: Path, config: Path, say: Say, timeout: float = 90.0,
-       agent_args: tuple[str, ...] = ()) -> FleetLayout:
+       agent_args: tuple[str, ...] = (), labels: str = "") -> FleetLayout:
     _require("runc", "conmon", "nsenter", "nft")
     fleet = _layout(name, nodes, root)
     for directory in (fleet.state_dir, fleet.run_dir):
@@ -110,14 +118,15 @@ def up(name: str, nodes: int, root: Path, config: Path, say: Say, timeout: float
     token = (fleet.server_data_dir / "node-token").read_text().strip()
     for node in fleet.nodes:
         hostnet.add_node(fleet, node)
-        pid = procs.start_agent(fleet, node, token, agent_args)
+        pid = procs.start_agent(fleet, node, token, agent_args, labels)
         say(f"node       {node.name}: netns {node.netns}, address {node.address} (agent pid {pid})")
     deadline = time.monotonic() + timeout
     wanted = {n.name for n in fleet.nodes}
     while not wanted <= set(_online(fleet)):
         dead = [n for n in fleet.nodes if procs.alive(Path(n.pid_file), n.data_dir) is None]
         if dead:
-            raise FleetError(f"the agent of {dead[0].name} exited; see {dead[0].log}")
+            raise FleetError(f"the agent of {dead[0].name} exited: {_last_line(Path(dead[0].log))}\n"
+                             f"  (its log: {dead[0].log})")
         if time.monotonic() > deadline:
             missing = sorted(wanted - set(_online(fleet)))
             raise FleetError(f"nodes {', '.join(missing)} not Online within {timeout:.0f} s; see "

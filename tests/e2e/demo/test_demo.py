@@ -1,9 +1,10 @@
-"""`make demo` end to end: ``examples/demo.sh up`` runs in a network namespace this test creates
-(so the agent's bridge and nftables table never touch this machine's network) with its own state
-dir, ports, runc state dir and cgroup parent (so a developer's .demo is never touched). The printed
-tables show three Running pods on the real node, runc runs their containers, a second ``up``
-restarts nothing, and ``down`` leaves no process, container, mount, cgroup or network device of
-the demo. Whatever the outcome, everything the demo made is removed afterwards."""
+"""`make demo` end to end: ``examples/demo.sh up`` runs in a network namespace this test creates (so
+the fleet's bridge never touches this machine's network) with its own state dir, registry port and
+fleet name (so a developer's .demo is never touched). The printed tables show three nodes Online and
+three Running pods spread over them, each node's runc runs its pod, the app answers through its
+Service's name from inside a pod, a second ``up`` restarts nothing, and ``down`` leaves no process,
+container, mount, cgroup, namespace or network device of the demo. Whatever the outcome,
+everything the demo made is removed afterwards."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-NODE = "demo-e2e"
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
@@ -36,10 +36,13 @@ def _free_port() -> int:
 @dataclass
 class Demo:
     state: Path
-    run_dir: Path
-    cgroup_parent: str
+    name: str
     netns: Path
     env: dict[str, str]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path("/run/shoal/clusters") / self.name
 
     def sh(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a command inside the demo's network namespace with the demo's settings."""
@@ -47,19 +50,19 @@ class Demo:
                               timeout=timeout, env=self.env, cwd=ROOT)
 
     def demo(self, action: str) -> subprocess.CompletedProcess[str]:
-        return self.sh("bash", "examples/demo.sh", action, timeout=150)
+        return self.sh("bash", "examples/demo.sh", action, timeout=170)
 
     def shoal(self, *args: str) -> Any:
-        config = self.state / "server" / "admin.yaml"
-        out = self.sh(str(ROOT / ".venv/bin/shoal"), "--config", str(config), *args, "-o", "json")
+        out = self.sh(str(ROOT / ".venv/bin/shoal"), "--config", str(self.state / "admin.yaml"), *args, "-o", "json")
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
-    def runc_list(self) -> list[dict[str, Any]]:
-        if not (self.run_dir / "runc").is_dir():
+    def runc_list(self, node: int) -> list[dict[str, Any]]:
+        root = self.run_dir / f"node-{node}" / "runc"
+        if not root.is_dir():
             return []
-        out = subprocess.run(["runc", "--root", str(self.run_dir / "runc"), "list", "-f", "json"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["runc", "--root", str(root), "list", "-f", "json"], capture_output=True, text=True,
+                             timeout=30)
         found: list[dict[str, Any]] = json.loads(out.stdout or "[]") or []
         return found
 
@@ -78,29 +81,35 @@ class Demo:
         return found
 
     def mounts(self) -> list[str]:
-        prefixes = (f"{self.state}/", f"{self.run_dir}/")
+        prefixes = (f"{self.state}/", f"{self.run_dir}/", f"/run/netns/shoal-{self.name}-")
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
             return [p for p in (line.split()[4] for line in f) if p.startswith(prefixes)]
 
     def cgroups(self) -> list[Path]:
-        rel = self.cgroup_parent.strip("/")
-        return sorted(p for p in [*CGROUP_FS.glob(f"*/{rel}"), CGROUP_FS / rel] if p.is_dir())
+        return sorted(p for p in [*CGROUP_FS.glob(f"*/shoal-{self.name}-*"), *CGROUP_FS.glob(f"shoal-{self.name}-*")]
+                      if p.is_dir())
+
+    def namespaces(self) -> list[str]:
+        return sorted(p.name for p in Path("/run/netns").glob(f"shoal-{self.name}-*"))
 
     def links(self) -> list[str]:
         out = self.sh("ip", "-o", "link", "show")
         return sorted(line.split(":")[1].strip().split("@")[0] for line in out.stdout.splitlines())
 
     def cleanup(self) -> None:
-        """Remove whatever the demo left, by the pids, ids and paths it made, even after a failure."""
-        for cid in [c["id"] for c in self.runc_list()]:
-            runc = ["runc", "--root", str(self.run_dir / "runc")]
-            subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
-            subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
+        """Remove whatever the demo left, by the pids, names and paths it made, even after a failure."""
+        for node in (1, 2, 3):
+            for cid in [c["id"] for c in self.runc_list(node)]:
+                runc = ["runc", "--root", str(self.run_dir / f"node-{node}" / "runc")]
+                subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
+                subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
         for pid, _ in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
+        for netns in self.namespaces():
+            subprocess.run(["ip", "netns", "delete", netns], capture_output=True, timeout=30)
         for top in self.cgroups():
             for d in sorted((p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
                 with contextlib.suppress(OSError):
@@ -110,15 +119,15 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    tag = uuid.uuid4().hex[:8]
+    name = f"d{uuid.uuid4().hex[:6]}"
     netns = tmp_path / "netns"
     netns.touch()
     subprocess.run(["unshare", f"--net={netns}", "true"], check=True, timeout=30)
-    env = {**os.environ, "SHOAL_DEMO_STATE": str(tmp_path / "s"), "SHOAL_DEMO_PORT": str(_free_port()),
-           "SHOAL_DEMO_REGISTRY_PORT": str(_free_port()), "SHOAL_DEMO_RUN_DIR": f"/run/shoal-demo-{tag}",
-           "SHOAL_DEMO_CGROUP_PARENT": f"/shoal-demo-{tag}", "SHOAL_DEMO_NODE": NODE, "SHOAL_DEMO_WAIT": "90"}
-    env.pop("SHOAL_CONFIG", None)
-    handle = Demo(tmp_path / "s", Path(env["SHOAL_DEMO_RUN_DIR"]), env["SHOAL_DEMO_CGROUP_PARENT"], netns, env)
+    env = {**os.environ, "SHOAL_DEMO_STATE": str(tmp_path / "s"), "SHOAL_DEMO_NAME": name,
+           "SHOAL_DEMO_REGISTRY_PORT": str(_free_port()), "SHOAL_DEMO_WAIT": "90"}
+    for leftover in ("SHOAL_CONFIG", "SHOAL_CLUSTER_ROOT", "SHOAL_IMAGE_ROOT"):
+        env.pop(leftover, None)
+    handle = Demo(tmp_path / "s", name, netns, env)
     handle.sh("ip", "link", "set", "lo", "up").check_returncode()
     try:
         yield handle
@@ -129,52 +138,54 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
 
 
 def _table(output: str, command: str) -> list[list[str]]:
-    """The rows (header first) printed after ``$ COMMAND`` up to the next blank line."""
+    """The rows (header first) printed after the line that starts with ``$ COMMAND`` up to a blank line."""
     lines = output.splitlines()
-    start = lines.index(f"$ {command}") + 1
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"$ {command}")) + 1
     end = lines.index("", start)
     return [line.split() for line in lines[start:end]]
 
 
-@pytest.mark.timeout(180)
-def test_demo_runs_the_app_under_runc_and_down_leaves_nothing(demo: Demo) -> None:
+@pytest.mark.timeout(240)
+def test_demo_runs_the_app_on_a_fleet_and_down_leaves_nothing(demo: Demo) -> None:
     up = demo.demo("up")
     assert up.returncode == 0, f"demo.sh up failed:\n{up.stdout}\n{up.stderr}"
 
     nodes = _table(up.stdout, "shoal get nodes -o wide")
     assert nodes[0][:2] == ["NAME", "STATUS"] and "ZONE" in nodes[0]
-    assert [row for row in nodes[1:] if row[0] == NODE and row[1] == "Online" and "plant-a" in row], nodes
+    assert sorted((r[0], r[1], r[5]) for r in nodes[1:]) == [(f"{demo.name}-{i}", "Online", "plant-a")
+                                                            for i in (1, 2, 3)], nodes
     pods = _table(up.stdout, "shoal get pods -n plant-a -o wide")
     assert pods[0][:3] == ["NAME", "READY", "STATUS"] and pods[0][-1] == "NODE"
     assert len(pods) == 4 and all(re.fullmatch(r"sensor-gateway-\w+-\w+", r[0]) and r[1:3] == ["1/1", "Running"]
-                                  and r[-1] == NODE for r in pods[1:]), pods
+                                  for r in pods[1:]), pods
+    assert {r[-1] for r in pods[1:]} == {f"{demo.name}-{i}" for i in (1, 2, 3)}, "one replica per node (Spread)"
+    assert re.search(r"<h1>sensor-gateway on sensor-gateway-\w+-\w+</h1>", up.stdout), up.stdout  # via the Service
     assert "level=info sample_hz=10 rate=10" in up.stdout, up.stdout
 
-    # The three pods' containers are runc containers of the agent, running the image's script in
-    # the demo's cgroup parent.
-    items = demo.shoal("get", "pods", "-n", "plant-a")["items"]
-    expected = {f"{p['metadata']['uid']}-gateway" for p in items}
-    containers = {c["id"]: c for c in demo.runc_list()}
-    assert len(expected) == 3 and set(containers) == expected, (expected, containers)
-    assert {c["status"] for c in containers.values()} == {"running"}
-    for c in containers.values():
-        assert Path(f"/proc/{c['pid']}/cmdline").read_bytes().split(b"\0")[:2] == [b"/bin/sh", b"/app/serve.sh"]
-        assert demo.cgroup_parent in Path(f"/proc/{c['pid']}/cgroup").read_text()
-    pids = {cid: c["pid"] for cid, c in containers.items()}
+    # Each pod's container is a runc container of its node's agent, running the image's script in that
+    # node's cgroup parent.
+    pids: dict[str, int] = {}
+    for item in demo.shoal("get", "pods", "-n", "plant-a")["items"]:
+        node = int(item["spec"]["nodeName"].rsplit("-", 1)[1])
+        containers = {c["id"]: c for c in demo.runc_list(node)}
+        cid = f"{item['metadata']['uid']}-gateway"
+        assert set(containers) == {cid} and containers[cid]["status"] == "running", containers
+        pid = containers[cid]["pid"]
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"/bin/sh", b"/app/serve.sh"]
+        assert f"/shoal-{demo.name}-{node}" in Path(f"/proc/{pid}/cgroup").read_text()
+        pids[cid] = pid
 
     again = demo.demo("up")
     assert again.returncode == 0, f"second up failed:\n{again.stdout}\n{again.stderr}"
-    for what in ("registry", "server", "agent"):
-        assert re.search(rf"^{what}\s+already running", again.stdout, re.M), again.stdout
-    assert {c["id"]: c["pid"] for c in demo.runc_list()} == pids, "a second up restarted containers"
+    assert re.search(r"^registry\s+already running", again.stdout, re.M), again.stdout
+    assert {c["id"]: c["pid"] for node in (1, 2, 3) for c in demo.runc_list(node)} == pids, \
+        "a second up restarted containers"
 
     down = demo.demo("down")
     assert down.returncode == 0, f"demo.sh down failed:\n{down.stdout}\n{down.stderr}"
-    assert "warning" not in down.stdout, down.stdout
     assert demo.processes() == []
-    assert demo.runc_list() == [] and not demo.run_dir.exists()
-    assert demo.mounts() == []
-    assert demo.cgroups() == []
+    assert all(demo.runc_list(node) == [] for node in (1, 2, 3)) and not demo.run_dir.exists()
+    assert demo.mounts() == [] and demo.namespaces() == [] and demo.cgroups() == []
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids.values())
     assert demo.links() == ["lo"]
     assert demo.sh("nft", "list", "tables").stdout.strip() == ""
