@@ -2,7 +2,8 @@
 
 ``NodeNetwork`` owns the agent's side of ``shoal.net``: it recovers pod sandboxes after a restart,
 writes the node's CNI conflist once the server's IPAM has put ``spec.podCIDR`` on this Node (pods
-wait until then, see ``ready``), keeps host-gw routes to every other node's pod CIDR, and mirrors
+wait until then, see ``ready``), keeps routes to every other node's pod CIDR (host-gw, or over the
+VXLAN device ``shoal.vx`` to nodes behind a router: ``shoal.net.vxlan``), and mirrors
 Services and Endpoints of all namespaces into the node's nftables service table (one debounced
 transaction per burst of changes) and the cluster DNS zone; NetworkPolicy enforcement runs beside
 them. ``mirror`` is the list+watch loop these share. It must not create or tear down pod sandboxes
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from shoal.client import AsyncClient, ClientError, ServerUnreachable, to_model
 from shoal.net.protocol import NetworkError, SandboxNetwork
 from shoal.net.routes import ROUTE_PROTOCOL
+from shoal.net.vxlan import VXLAN_DEVICE
 
 __all__ = ["SERVICE_DEBOUNCE_SECONDS", "SIMULATED_LABEL", "NodeNetwork", "Objects", "keep_applied", "mirror",
            "node_routes"]
@@ -112,11 +114,12 @@ def node_routes(nodes: Collection[dict[str, Any]], own: str) -> dict[str, str]:
 
 
 async def _shoal_routes_present() -> bool:
-    """Are there routes with shoal's protocol number (left by an earlier run)? True when unsure."""
-    for family in ("-4", "-6"):
+    """Are there routes with shoal's protocol number or its VXLAN device (left by an earlier run)?
+    True when unsure."""
+    for argv in (("-4", "route", "show", "proto", str(ROUTE_PROTOCOL)),
+                 ("-6", "route", "show", "proto", str(ROUTE_PROTOCOL)), ("-o", "link", "show", "type", "vxlan")):
         try:
-            proc = await asyncio.create_subprocess_exec("ip", family, "route", "show", "proto", str(ROUTE_PROTOCOL),
-                                                        stdout=asyncio.subprocess.PIPE,
+            proc = await asyncio.create_subprocess_exec("ip", *argv, stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.DEVNULL)
         except OSError:
             return True
@@ -126,7 +129,7 @@ async def _shoal_routes_present() -> bool:
             proc.kill()
             await proc.wait()
             return True
-        if proc.returncode != 0 or out.strip():
+        if proc.returncode != 0 or (out.strip() if argv[1] == "route" else f" {VXLAN_DEVICE}:".encode() in out):
             return True
     return False
 

@@ -67,6 +67,10 @@ def parser(prog: str = "shoal agent") -> argparse.ArgumentParser:
     p.add_argument("--no-services", action="store_true",
                    help="do not program Service ClusterIPs and NodePorts (nftables table ip shoal) on this node")
     p.add_argument("--bridge", default="shoal0", help="the pods' bridge in the default conflist (default: %(default)s)")
+    p.add_argument("--overlay", default="auto", choices=("auto", "host-gw", "vxlan"),
+                   help="how pod traffic reaches other nodes: host-gw routes via their addresses (one L2 segment), "
+                        "vxlan (device shoal.vx, VNI 7777, UDP 8472), or auto: host-gw to nodes on a directly "
+                        "connected subnet, VXLAN to nodes behind a router (default: %(default)s)")
     p.add_argument("--netns-dir", default="/run/shoal/netns",
                    help="where pod network namespaces are mounted; one dir per agent (default: %(default)s)")
     p.add_argument("--eviction-hard", default=DEFAULT_EVICTION_HARD, metavar="SIGNAL<VALUE,...",
@@ -139,7 +143,8 @@ def main(argv: Sequence[str], prog: str = "shoal agent") -> int:
                              Path(args.runc_root), args.cgroup_parent,
                              Path(args.image_root) if args.image_root else None, zone_probes,
                              NetOptions(not args.no_pod_network, not args.no_services, args.bridge,
-                                        Path(args.netns_dir).absolute(), not args.no_dns, args.cluster_domain),
+                                        Path(args.netns_dir).absolute(), not args.no_dns, args.cluster_domain,
+                                        args.overlay),
                              eviction_hard=eviction_hard, metrics=(args.metrics_bind, args.metrics_push_interval)))
     if code == _REEXEC:
         # Joining loaded cryptography (~10 MB) for one CSR; a fresh process on the same data dir
@@ -178,18 +183,19 @@ class NetOptions:
     netns_dir: Path = Path("/run/shoal/netns")
     dns: bool = True
     cluster_domain: str = "shoal"
+    overlay: str = "auto"  # shoal.net.vxlan.Overlay
 
 
-def _node_network(node: str, data_dir: Path, options: NetOptions) -> object:
+def _node_network(node: str, data_dir: Path, options: NetOptions, address: str = "") -> object:
     """The node's pod networking (``NodeNetwork``: CNI, routes, services, NetworkPolicies, cluster DNS),
     or None with ``--no-pod-network``."""
     from shoal.agent.netwatch import NodeNetwork
     from shoal.agent.policywatch import NodePolicies
     from shoal.net.conflist import write_conflist
     from shoal.net.policy import NftPolicyTable
-    from shoal.net.routes import HostRoutes
     from shoal.net.sandbox import PodNetwork, net_dir
     from shoal.net.services import NftServiceTable
+    from shoal.net.vxlan import Overlay, OverlayRoutes
 
     if not options.pod_network:
         return None
@@ -199,7 +205,7 @@ def _node_network(node: str, data_dir: Path, options: NetOptions) -> object:
     def write(pod_cidr: str) -> bool:
         return write_conflist(net.conflist_path, pod_cidr, ipam_dir, bridge=options.bridge)
 
-    network = NodeNetwork(node, net, net.conflist_path, write, routes=HostRoutes(),
+    network = NodeNetwork(node, net, net.conflist_path, write, routes=OverlayRoutes(Overlay(options.overlay), address),
                           services=NftServiceTable() if options.services else None,
                           policies=NodePolicies(node, NftPolicyTable()))
     if options.dns:
@@ -249,7 +255,7 @@ async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict
                            node_manifest=node_manifest(identity.name, facts, labels), labels=labels,
                            zone_probes=zone_probes, eviction_hard=eviction_hard, metrics_bind=metrics[0],
                            metrics_push_interval=metrics[1], cgroup_parent=cgroup_parent)
-    network = _node_network(identity.name, data_dir, net_options)
+    network = _node_network(identity.name, data_dir, net_options, facts.address)
     if isinstance(network, NodeNetwork) and isinstance(network.dns, NodeDns):
         ctx.dns_mount = network.dns.pod_mount
     agent = Agent(options, ctx, network if isinstance(network, NodeNetwork) else None)

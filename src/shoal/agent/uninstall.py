@@ -184,10 +184,14 @@ def remove_netns(netns_dir: Path, say: Callable[[str], None]) -> None:
 
 def remove_network(bridge: str, say: Callable[[str], None]) -> None:
     from shoal.net.routes import ROUTE_PROTOCOL
+    from shoal.net.vxlan import VXLAN_DEVICE
 
     if bridge and _run("ip", "link", "show", "dev", bridge).returncode == 0 and \
             _run("ip", "link", "delete", bridge).returncode == 0:
         say(f"removed bridge {bridge}")
+    if _run("ip", "link", "show", "dev", VXLAN_DEVICE).returncode == 0 and \
+            _run("ip", "link", "delete", VXLAN_DEVICE).returncode == 0:  # its routes and FDB entries go with it
+        say(f"removed VXLAN device {VXLAN_DEVICE}")
     for table in ("shoal", "shoal-policy"):  # Services and NodePorts; NetworkPolicies
         if _run("nft", "list", "table", "ip", table).returncode == 0 and \
                 _run("nft", "delete", "table", "ip", table).returncode == 0:

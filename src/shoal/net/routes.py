@@ -5,7 +5,8 @@ Owns ``plan_routes`` (pure: the difference between shoal's current routes and th
 lazily). Every route shoal installs carries the routing protocol number ``ROUTE_PROTOCOL``
 (shown as ``proto 83`` by ``ip route``), and only routes with that number are ever changed or
 removed, so the node's own and other daemons' routes are never touched. It must not create
-interfaces or namespaces; VXLAN for nodes off the local segment is a later addition.
+interfaces or namespaces; nodes behind a router are reached over VXLAN by ``shoal.net.vxlan``,
+which builds on ``plan_routes``.
 """
 
 from __future__ import annotations
