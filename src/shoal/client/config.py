@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from shoal.client.errors import ConfigError
 
 ENV_VAR = "SHOAL_CONFIG"
@@ -49,6 +47,9 @@ def resolve_path(explicit: str | None = None, env: Mapping[str, str] | None = No
         "    shoal --config /var/lib/shoal/admin.yaml get pods\n"
         f"    export {ENV_VAR}=/var/lib/shoal/admin.yaml"
     )
+
+
+_CONTEXTS: dict[tuple[str, ClientCertificate | None], ssl.SSLContext] = {}  # (CA, client cert) → shared context
 
 
 class ClientCertificate:
@@ -121,6 +122,8 @@ class ClientConfig:
             raise ConfigError(f"client config {file} does not exist") from None
         except OSError as exc:
             raise ConfigError(f"cannot read client config {file}: {exc.strerror}") from None
+        import yaml  # the CLI's config file; agents build their config from their identity (~1.4 MB less)
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -131,6 +134,10 @@ class ClientConfig:
         """What httpx should verify the server with: the configured CA, or the system roots."""
         if not self.server.startswith("https://"):
             return False
+        key = (self.ca, self.client_cert)
+        cached = _CONTEXTS.get(key)
+        if cached is not None:  # one context serves every client of this config (~0.3 MB each)
+            return cached
         if not self.ca.strip():
             context = ssl.create_default_context()
         else:
@@ -143,6 +150,7 @@ class ClientConfig:
                                   "server's admin.yaml") from None
         if self.client_cert is not None:
             self.client_cert.apply(context)
+        _CONTEXTS[key] = context
         return context
 
 

@@ -212,8 +212,6 @@ def load(path: str | os.PathLike[str] | None = None) -> RegistriesConfig:
     A missing file at the default location means "no mirrors, no settings"; a missing file that
     was named explicitly is an error.
     """
-    import yaml
-
     explicit = path is not None or bool(os.environ.get(ENV_PATH))
     target = Path(path) if path is not None else config_path()
     try:
@@ -224,6 +222,8 @@ def load(path: str | os.PathLike[str] | None = None) -> RegistriesConfig:
         return RegistriesConfig()
     except OSError as exc:
         raise RegistryConfigError(f"{target}: cannot read: {exc.strerror or exc}") from None
+    import yaml  # only with a file to read: ~1.4 MB the agent need not carry otherwise
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
