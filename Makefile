@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := runc conmon nftables iproute2 mosquitto busybox-static docker-registry skopeo wrk \
+DEB_PACKAGES := runc conmon nftables iproute2 mosquitto busybox-static docker-registry skopeo wrk wabt prometheus \
 	containernetworking-plugins jq procps psmisc ca-certificates podman
-DEB_COMMANDS := runc conmon nft ip mosquitto busybox docker-registry skopeo wrk jq
+DEB_COMMANDS := runc conmon nft ip mosquitto busybox docker-registry skopeo wrk jq wat2wasm prometheus promtool
 
 .PHONY: install deps venv lint test unit integration e2e demo demo-down bench clean
 

@@ -5,7 +5,8 @@ follower (list + watch with ``fieldSelector=spec.nodeName=<node>``, writing desi
 local cache before acting), the status reporter (latest status per pod, retried until the server
 takes it), and one ``PodWorker`` per pod. Pods in the cache start at once, before the server is
 reached, and containers that survived an agent restart are adopted (same PIDs). Node-pressure
-eviction (``eviction.Evictor``) runs beside them, offline too. The server being
+eviction (``eviction.Evictor``) runs beside them, offline too, and so does the ConfigMap/Secret
+follower (``configsource``: the objects the pods use, cached for offline restarts). The server being
 unreachable is never fatal: every call retries with backoff. On stop it returns without touching
 containers (they belong to conmon). It must not decide container lifecycle (``pods`` does).
 """
@@ -20,9 +21,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal.agent.configsource import ConfigSource
 from shoal.agent.edgestatus import EDGE_FACTS_SECONDS, EdgeStatusReporter
 from shoal.agent.eviction import CHECK_SECONDS, Evictor, Threshold
 from shoal.agent.netwatch import NodeNetwork
+from shoal.agent.nodeinfo import metrics_annotations
 from shoal.agent.pods import PodContext, PodWorker
 from shoal.agent.tunnel import NodeTunnel
 from shoal.client import ApiError, AsyncClient, ClientConfig, ClientError, ServerUnreachable
@@ -76,6 +79,9 @@ class Agent:
         self.options = options
         self.ctx = ctx
         ctx.publish = self._mark_dirty
+        if ctx.configs is None:
+            ctx.configs = ConfigSource(ctx.cache)
+        self.configs = ctx.configs
         self.network = network
         if network is not None:
             ctx.network = network.sandboxes
@@ -153,7 +159,11 @@ class Agent:
     # ----- server side ---------------------------------------------------------------------------
 
     async def _register(self, client: AsyncClient) -> None:
+        advertised = metrics_annotations(self.options.metrics_bind, self.options.node_manifest)
         manifest = self.options.node_manifest
+        if any(advertised.values()):
+            meta = manifest["metadata"]
+            manifest = {**manifest, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), **advertised}}}
         try:
             await client.create(manifest)
             log.info("registered node %s", self.name)
@@ -163,7 +173,7 @@ class Agent:
                 raise
         current = await client.get("Node", None, self.name)
         labels = {**(current.get("metadata") or {}).get("labels", {}), **manifest["metadata"]["labels"]}
-        await client.merge_patch("Node", None, self.name, {"metadata": {"labels": labels}})
+        await client.merge_patch("Node", None, self.name, {"metadata": {"labels": labels, "annotations": advertised}})
         status = {**(current.get("status") or {}), **manifest["status"]}
         await client.put_status({**manifest, "status": status})
 
@@ -310,6 +320,7 @@ class Agent:
                     self._spawn(self._heartbeat(client, stop), "heartbeat")
                     self._spawn(self._follow_pods(client, stop), "pods")
                     self._spawn(self._report(client, stop), "status")
+                    self._spawn(self.configs.run(client, stop), "configs")
                     self._spawn(self._edge_facts(client, stop), "edge facts")
                     self._spawn(self.evictor.run(client, self.registered, stop), "eviction")
                     self._spawn(NodeTunnel(self.name, self.options.client, self.ctx.driver, self.ctx.pods_dir,

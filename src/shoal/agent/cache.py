@@ -1,4 +1,5 @@
-"""The agent's local SQLite cache (DIR/agent.db): desired pods and per-container restart tracks.
+"""The agent's local SQLite cache (DIR/agent.db, mode 0600): desired pods, per-container restart
+tracks, and the data of the ConfigMaps/Secrets those pods reference.
 
 It is what lets a node that lost the server, or rebooted without it, keep running and restarting
 its workloads: pods are written here before any container is created and deleted only after
@@ -24,8 +25,11 @@ CREATE TABLE IF NOT EXISTS pods (uid TEXT PRIMARY KEY, namespace TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS tracks (pod_uid TEXT NOT NULL, container TEXT NOT NULL, body BLOB NOT NULL,
                                    PRIMARY KEY (pod_uid, container));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                                    body BLOB NOT NULL, PRIMARY KEY (kind, namespace, name));
 """
 _track_decoder = msgspec.json.Decoder(RestartTrack)
+_config_decoder = msgspec.json.Decoder(dict[str, bytes])
 
 
 class PodCache:
@@ -76,6 +80,20 @@ class PodCache:
     def put_track(self, uid: str, container: str, track: RestartTrack) -> None:
         self._db.execute("INSERT OR REPLACE INTO tracks (pod_uid, container, body) VALUES (?, ?, ?)",
                          (uid, container, msgspec.json.encode(track)))
+
+    # ----- ConfigMap/Secret data (decoded values; the file is 0600) -----------------------------
+
+    def configs(self) -> list[tuple[str, str, str, dict[str, bytes]]]:
+        """Every cached object as (kind, namespace, name, {key: value})."""
+        rows = self._db.execute("SELECT kind, namespace, name, body FROM configs").fetchall()
+        return [(str(k), str(ns), str(n), _config_decoder.decode(body)) for k, ns, n, body in rows]
+
+    def put_config(self, kind: str, namespace: str, name: str, data: dict[str, bytes]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO configs (kind, namespace, name, body) VALUES (?, ?, ?, ?)",
+                         (kind, namespace, name, msgspec.json.encode(data)))
+
+    def delete_config(self, kind: str, namespace: str, name: str) -> None:
+        self._db.execute("DELETE FROM configs WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name))
 
     # ----- small facts ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ runc/conmon presence, the source address used to reach the server); ``node_manif
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -18,11 +19,14 @@ from urllib.parse import urlsplit
 
 from shoal import __version__
 
-__all__ = ["ARCH_NAMES", "NodeFacts", "node_manifest", "parse_labels", "probe_facts", "source_ip"]
+__all__ = ["ARCH_NAMES", "METRICS_ADDRESS_ANNOTATION", "NodeFacts", "metrics_annotations", "node_manifest",
+           "parse_labels", "probe_facts", "source_ip"]
 
 ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv8l": "arm",
               "armv7l": "arm", "armv6l": "arm", "arm": "arm"}
 MAX_PODS = 110
+METRICS_ADDRESS_ANNOTATION = "shoal.io/metrics-address"  # where Prometheus finds this node's /metrics
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,8 @@ def _runtimes(runc: str, conmon: str) -> tuple[str, ...]:
     found = []
     if shutil.which(runc) and shutil.which(conmon):
         found.append("oci")
+    if importlib.util.find_spec("wasmtime") is not None:  # the wasm host can run (found, not imported)
+        found.append("wasm")
     return tuple(found)
 
 
@@ -116,3 +122,16 @@ def node_manifest(name: str, facts: NodeFacts, labels: dict[str, str]) -> dict[s
                          "agentVersion": __version__},
         },
     }
+
+
+def metrics_annotations(bind: str, manifest: dict[str, Any]) -> dict[str, str | None]:
+    """The Node annotation advertising ``--metrics-bind`` to the server's Prometheus discovery (None
+    removes a stale one): the bound host, or the node's InternalIP when it binds every address."""
+    host, sep, port = bind.rpartition(":")
+    if not bind or not sep or not port.isdigit():
+        return {METRICS_ADDRESS_ANNOTATION: None}
+    host = host.strip("[]")
+    if host in _ANY_ADDRESS:
+        addresses = (manifest.get("status") or {}).get("addresses") or []
+        host = next((a["address"] for a in addresses if a.get("type") == "InternalIP"), "127.0.0.1")
+    return {METRICS_ADDRESS_ANNOTATION: f"[{host}]:{port}" if ":" in host else f"{host}:{port}"}

@@ -1,12 +1,15 @@
 """One pod on this node: a level-based worker that makes its containers match the desired pod.
 
 Each ``PodWorker`` loops: read the desired pod and the driver's view, create/start what is
-missing (image first; the pod's network namespace is wired by pod networking before the first
-container, every container joins it, and the others join the first one's ipc/uts), restart
-stopped containers by the pod's restart policy with crash-loop backoff, publish the resulting
-status, then sleep until something happens — a new pod version, a container exit (pidfd, no
-polling), or a backoff deadline. A pod annotated ``shoal.io/paused: "true"`` has its containers
-frozen (cgroup freezer), its probes suspended and nothing (re)started until the annotation goes.
+missing (configMap/secret volumes written and env resolved through ``configsource``; init
+containers first, in order, each to completion — ``initcontainers``; image first; the pod's
+network namespace is wired by pod networking before the first container, every container joins
+it, and the others join the first one's ipc/uts), restart stopped containers by the pod's
+restart policy with crash-loop backoff, publish the resulting status, then sleep until something
+happens — a new pod version, a container exit (pidfd, no polling), a backoff deadline, or a
+change of a ConfigMap/Secret it uses (its volumes are refreshed in place; running containers keep
+their env). A pod annotated ``shoal.io/paused: "true"`` has its containers frozen (cgroup
+freezer), its probes suspended and nothing (re)started until the annotation goes.
 An evicted pod (``evict``, from node-pressure eviction) has its containers killed and stays
 Failed/Evicted on this node, across agent restarts (a marker in its pod dir). Deleted pods are
 torn down (SIGTERM, SIGKILL after the grace period, containers, rootfs, cgroups and pod dirs
@@ -29,26 +32,30 @@ from pathlib import Path
 from typing import Any
 
 from shoal.agent.cache import PodCache
+from shoal.agent.configenv import ConfigMissing, pod_refs
+from shoal.agent.configsource import ConfigSource, sync_volumes
 from shoal.agent.images import ImageService
+from shoal.agent.initcontainers import InitProgress, InitSteps, run_init
 from shoal.agent.podnet import pod_bandwidth, pod_joins, port_mappings
-from shoal.agent.podspec import build_container_spec, check_supported, container_id, empty_dirs
-from shoal.agent.probe_checks import ProbeTarget
-from shoal.agent.probes import ContainerProbes, has_probes
+from shoal.agent.podprobes import PodProbes
+from shoal.agent.podspec import build_container_spec, check_supported, container_id, volume_names
 from shoal.agent.restarts import Decision, RestartTrack, decide, restarted
-from shoal.agent.status import PAUSED, ContainerView, pod_status, timestamp
+from shoal.agent.status import PAUSED, ContainerView, init_reason, pod_status, timestamp
 from shoal.client import to_model
-from shoal.model.pod import ANNOTATION_PAUSED, Container, ContainerState, Pod, PodPhase
+from shoal.model.pod import ANNOTATION_PAUSED, Container, ContainerState, Pod, PodPhase, Runtime
 from shoal.model.qos import qos_class
 from shoal.net.protocol import NetworkError, PodSandboxNetwork, SandboxNetwork
 from shoal.runtime.protocol import ContainerInfo, ContainerNotFound, Driver, DriverError, Mount, NamespaceJoin
 
 __all__ = ["PodContext", "PodWorker"]
+WASM_POLL = dt.timedelta(seconds=1)  # how soon a wasm module's exit is noticed
 
 log = logging.getLogger("shoal.agent.pods")
 _ERROR_RETRY_MAX = 30.0
 _EXIT_SETTLE = 40  # inspects, 25 ms apart, for conmon to record an exit code
 EVICTED = "Evicted"
 _EVICTED_MARKER = "evicted"  # in the pod dir: the eviction message, so a restarted agent keeps it evicted
+_CONFIG_ERROR = "CreateContainerConfigError"
 _PAUSED_NOTE = (PAUSED, f'frozen: the pod has annotation {ANNOTATION_PAUSED}="true"')
 
 
@@ -66,6 +73,7 @@ class PodContext:
     network_ready: Callable[[], bool] = lambda: True  # False until the node's CNI conflist exists
     sandboxes: dict[str, PodSandboxNetwork] = field(default_factory=dict)  # recovered after a restart
     dns_mount: Callable[[Path, str], Mount] | None = None  # the pod's /etc/resolv.conf (cluster DNS), if served
+    configs: ConfigSource | None = None  # ConfigMaps/Secrets for env and volumes (None: refused)
 
 
 class PodWorker:
@@ -80,8 +88,8 @@ class PodWorker:
         self._tracks: dict[str, RestartTrack] = ctx.cache.tracks(self.uid)
         self._waiting: dict[str, tuple[str, str]] = {}
         self._error_delay = 0.0
-        self._probes: dict[str, ContainerProbes] = {}
-        self._kill_notes: dict[str, tuple[int, str]] = {}  # container → (restart count it led to, message)
+        self._probes = PodProbes(ctx.driver, self.poke)
+        self._volume_problem = ""  # why the pod's configMap/secret volumes are not in place
         self._net: PodSandboxNetwork | None = ctx.sandboxes.pop(self.uid, None)
         self.evicted = asyncio.Event()  # set once an evicted pod's containers are stopped
         self.eviction: str | None = self._load_eviction()  # the eviction message, once evicted
@@ -157,10 +165,7 @@ class PodWorker:
                     wait_until, pids = self.ctx.clock() + dt.timedelta(seconds=delay), []
                 await self._sleep(wait_until, pids)
         finally:
-            for probes in self._probes.values():
-                probes.cancel()
-            for name in list(self._probes):
-                await self._stop_probes(name)
+            await self._probes.stop_all()
             self.done.set()
 
     async def _sleep(self, until: dt.datetime | None, pids: list[int]) -> None:
@@ -208,6 +213,19 @@ class PodWorker:
         wake: dt.datetime | None = None
         sandbox_pid = 0
         paused = self.paused
+        self._sync_config(pod)
+        steps = InitSteps(self._inspect, self._create_init, self.ctx.driver, self._tracks, self._set_track,
+                          self._waiting)
+        init = await run_init(pod, self.uid, self.ctx.pods_dir / self.uid, steps, now, paused)
+        if not init.done:
+            if init.wake is None and any(v.info is None and v.waiting_reason for v in init.views):
+                init.wake = now + dt.timedelta(seconds=self._bump_error())  # retry what held it back
+            note = (init_reason(init.views), "waiting for the init containers to complete")
+            views = [ContainerView(c.name, c.image, await self._inspect(container_id(self.uid, c.name)),
+                                   self._tracks.get(c.name, RestartTrack()), *note, ready=False)
+                     for c in pod.spec.containers]
+            self._publish(pod, views, now, paused=paused, init=init)
+            return init.wake, init.pids
         for index, c in enumerate(pod.spec.containers):
             cid = container_id(self.uid, c.name)
             info = await self._inspect(cid)
@@ -225,10 +243,8 @@ class PodWorker:
                 info = await self.ctx.driver.start(cid)
             if info is not None and info.state is ContainerState.STOPPED and info.exit_code is None:
                 info = await self._inspect(cid)  # it exited at once: let conmon record the code
-            probes = self._probes.get(c.name)
-            if (info is not None and info.state is ContainerState.RUNNING and probes is not None
-                    and probes.kill_reason and probes.target.pid == info.pid):
-                info = await self._kill_unhealthy(pod, c.name, cid, probes, track)
+            if info is not None and (kill := self._probes.kill_reason(c.name, info)):
+                info = await self._kill_unhealthy(pod, c.name, cid, kill, track)
             if info is not None:
                 decision, new_track = decide(info, track, policy, now)
                 if decision is Decision.RESTART:
@@ -250,11 +266,13 @@ class PodWorker:
             track = self._tracks.get(c.name, RestartTrack())
             ready = await self._sync_probes(c, cid, info)
             if not reason:
-                reason, message = self._probe_note(c.name, track)
+                reason, message = self._probes.note(c.name, track)
             views.append(ContainerView(c.name, c.image, info, track, reason, message, ready))
-        self._publish(pod, views, now, paused=paused)
+        self._publish(pod, views, now, paused=paused, init=init)
         pids = [v.info.pid for v in views if v.info is not None and v.info.state is ContainerState.RUNNING
                 and v.info.pid > 0]
+        if pod.spec.runtime is Runtime.WASM and pids:  # the pid is the wasm host's, which outlives a module
+            wake, pids = min(wake or now + WASM_POLL, now + WASM_POLL), []
         return wake, pids
 
     async def _freeze(self, cid: str, info: ContainerInfo | None) -> ContainerInfo | None:
@@ -270,10 +288,13 @@ class PodWorker:
         pod = to_model(self.pod)
         if not isinstance(pod, Pod):
             raise ValueError(f"expected a Pod, got {type(pod).__name__}")
-        for name in list(self._probes):
-            await self._stop_probes(name)
+        await self._probes.stop_all()
         views: list[ContainerView] = []
         driver = self.ctx.driver
+        for c in pod.spec.init_containers:  # one may be running: it goes too, and nothing follows it
+            info = await self._inspect(container_id(self.uid, c.name))
+            if info is not None and info.state is ContainerState.RUNNING:
+                await driver.stop(info.id, 0.0)
         for c in pod.spec.containers:
             cid = container_id(self.uid, c.name)
             info = await self._inspect(cid)
@@ -342,6 +363,8 @@ class PodWorker:
 
     async def _network_join(self, pod: Pod) -> NamespaceJoin | None:
         """The network namespace every container of the pod joins (None: the first makes its own)."""
+        if pod.spec.runtime is Runtime.WASM:
+            return None  # WASI preview 1 has no sockets: no sandbox to wire
         if pod.spec.host_network:
             return NamespaceJoin("network", f"/proc/{os.getpid()}/ns/net")
         if self.ctx.network is None:
@@ -351,12 +374,16 @@ class PodWorker:
                                                      port_mappings(pod), pod_bandwidth(self.pod))
         return NamespaceJoin("network", self._net.netns_path)
 
-    async def _create(self, pod: Pod, index: int, sandbox_pid: int) -> ContainerInfo | None:
-        """Create and start container ``index``; None (with a waiting reason) when it cannot yet."""
+    async def _create(self, pod: Pod, index: int, sandbox_pid: int, init: bool = False) -> ContainerInfo | None:
+        """Create and start container ``index`` (init container ``index`` with ``init``); None (with a
+        waiting reason) when it cannot yet."""
         from shoal.image.errors import ImageError
 
-        c = pod.spec.containers[index]
-        if index > 0 and not sandbox_pid:
+        c = (pod.spec.init_containers if init else pod.spec.containers)[index]
+        if self._volume_problem:
+            self._waiting[c.name] = (_CONFIG_ERROR, self._volume_problem)
+            return None
+        if not init and index > 0 and not sandbox_pid:
             self._waiting[c.name] = ("SandboxNotReady", "waiting for the pod's first container to run")
             return None
         if self.ctx.images is None:
@@ -372,18 +399,19 @@ class PodWorker:
         net_join = await self._network_join(pod)
         try:
             check_supported(pod)
-            volumes = {name: str(pod_dir / "volumes" / name) for name in empty_dirs(pod)}
+            volumes = {name: str(pod_dir / "volumes" / name) for name in volume_names(pod)}
             log_dir = pod_dir / "logs" / c.name
             restarts = self._tracks.get(c.name, RestartTrack()).restart_count
             spec = build_container_spec(pod, index, image.defaults, lower_dirs=image.lower_dirs,
-                                        joins=pod_joins(sandbox_pid if index > 0 else 0, net_join),
-                                        log_path=str(log_dir / f"{restarts}.log"), volume_dirs=volumes)
+                                        joins=pod_joins(sandbox_pid if index > 0 and not init else 0, net_join),
+                                        log_path=str(log_dir / f"{restarts}.log"), volume_dirs=volumes,
+                                        config=self.ctx.configs.lookup if self.ctx.configs else None, init=init)
             if self.ctx.dns_mount is not None and net_join is not None and not pod.spec.host_network and not any(
                     m.mount_path == "/etc/resolv.conf" for m in c.volume_mounts):
                 spec = replace(spec, mounts=(*spec.mounts, self.ctx.dns_mount(
                     pod_dir, pod.metadata.namespace or "default")))
-        except (DriverError, OSError, ValueError) as exc:
-            self._waiting[c.name] = ("CreateContainerConfigError", str(exc))
+        except (DriverError, OSError, ValueError, ConfigMissing) as exc:
+            self._waiting[c.name] = (_CONFIG_ERROR, str(exc))
             return None
         for directory in (*volumes.values(), str(log_dir)):
             Path(directory).mkdir(parents=True, exist_ok=True)
@@ -398,61 +426,39 @@ class PodWorker:
                   (prepared - began) * 1000, (created - prepared) * 1000, (time.perf_counter() - created) * 1000)
         return info
 
-    # ----- probes --------------------------------------------------------------------------------
+    # ----- probes, config, init containers -------------------------------------------------------
 
     async def _sync_probes(self, c: Container, cid: str, info: ContainerInfo | None) -> bool:
-        """Start or stop the container's probes to match its running instance; is it ready?"""
-        running = info is not None and info.state is ContainerState.RUNNING and info.pid > 0
-        probes = self._probes.get(c.name)
-        if probes is not None and (not running or info is None or probes.target.pid != info.pid):
-            await self._stop_probes(c.name)
-            probes = None
-        if not running or info is None or not has_probes(c):
-            return True
-        if probes is None:
-            ports = {p.name: p.container_port for p in c.ports if p.name}
-            target = ProbeTarget(cid, info.pid, str(self.status.get("podIP") or "127.0.0.1"), ports)
-            probes = ContainerProbes(c, target, self.ctx.driver, self.poke)
-            if self._was_ready(c.name, info):  # adopted after an agent restart: keep its Ready as it was
-                probes.started = probes.ready = True
-            self._probes[c.name] = probes
-            probes.start()
-        return probes.is_ready
+        return await self._probes.sync(c, cid, info, str(self.status.get("podIP") or "127.0.0.1"), self.status)
 
-    def _was_ready(self, name: str, info: ContainerInfo) -> bool:
-        started = timestamp(info.started_at) if info.started_at else ""
-        return any(s.get("name") == name and s.get("containerId") == info.id and s.get("ready") is True
-                   and s.get("startedAt") == started for s in self.status.get("containerStatuses") or [])
-
-    async def _stop_probes(self, name: str) -> None:
-        probes = self._probes.pop(name, None)
-        if probes is not None:
-            await probes.close()
-
-    async def _kill_unhealthy(self, pod: Pod, name: str, cid: str, probes: ContainerProbes,
+    async def _kill_unhealthy(self, pod: Pod, name: str, cid: str, reason: str,
                               track: RestartTrack) -> ContainerInfo | None:
         """Kill a container its startup or liveness probe gave up on; the restart policy does the rest."""
-        message = f"Killing: {probes.kill_reason}; restartPolicy {pod.spec.restart_policy.value} decides what follows"
+        message = f"Killing: {reason}; restartPolicy {pod.spec.restart_policy.value} decides what follows"
         log.warning("pod %s container %s: %s", self.key, name, message)
-        self._kill_notes[name] = (track.restart_count + 1, message)
-        await self._stop_probes(name)
+        await self._probes.note_kill(name, track, message)
         await self.ctx.driver.stop(cid, float(pod.spec.termination_grace_period_seconds))
         return await self._inspect(cid)
 
-    def _probe_note(self, name: str, track: RestartTrack) -> tuple[str, str]:
-        note = self._kill_notes.get(name)
-        if note is not None and track.restart_count <= note[0]:
-            return "Unhealthy", note[1]
-        probes = self._probes.get(name)
-        if probes is not None and probes.message and not probes.is_ready:
-            return "Unhealthy", probes.message
-        return "", ""
+    def _sync_config(self, pod: Pod) -> None:
+        """Follow the ConfigMaps/Secrets the pod uses and bring its configMap/secret volumes up to date."""
+        if self.ctx.configs is not None:
+            self.ctx.configs.watch_pod(self.uid, pod_refs(pod), self.poke)
+        self._volume_problem = sync_volumes(pod, self.ctx.configs, self.ctx.pods_dir / self.uid)
+
+    async def _create_init(self, pod: Pod, index: int) -> ContainerInfo | None:
+        name = pod.spec.init_containers[index].name
+        if self.ctx.network is not None and not pod.spec.host_network and not self.ctx.network_ready():
+            self._waiting[name] = ("NetworkNotReady", "waiting for the server to assign this node's spec.podCIDR")
+            return None
+        return await self._create(pod, index, 0, init=True)
 
     def _publish(self, pod: Pod, views: list[ContainerView], now: dt.datetime, paused: bool = False,
-                 failure: tuple[str, str] | None = None) -> None:
+                 failure: tuple[str, str] | None = None, init: InitProgress | None = None) -> None:
+        init = init or InitProgress()
         status = pod_status(views, pod.spec.restart_policy, host_ip=self.ctx.host_ip,
                             start_time=self.ctx.cache.start_time(self.uid), previous=self.status, now=now,
-                            paused=paused, failure=failure)
+                            paused=paused, failure=failure, init_views=init.views, initialized=init.done)
         status["qosClass"] = qos_class(pod.spec).value
         if pod.spec.host_network:
             status["podIP"] = self.ctx.host_ip
@@ -472,6 +478,8 @@ class PodWorker:
             await self.ctx.network.teardown(self.uid)
             self._net = None
         shutil.rmtree(self.ctx.pods_dir / self.uid, ignore_errors=True)
+        if self.ctx.configs is not None:
+            self.ctx.configs.forget_pod(self.uid)
         self.ctx.cache.delete_pod(self.uid)
         if self.ctx.images is not None:
             await self.ctx.images.release(self.owner)

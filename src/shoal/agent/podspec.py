@@ -2,9 +2,11 @@
 
 Pure: the image's defaults arrive as ``ImageDefaults``, the unpacked layers as lower dirs, the
 sandbox as namespace joins, and host paths (log file, emptyDir dirs) from the caller. Kubernetes'
-rules apply: ``command`` replaces the image's Entrypoint, ``args`` its Cmd. What this agent cannot
-do yet (ConfigMap/Secret env and volumes, hostPath, local volumes) raises ``SpecError`` naming the
-field, never runs half-configured. It must not touch the host.
+rules apply: ``command`` replaces the image's Entrypoint, ``args`` its Cmd; env from ConfigMaps and
+Secrets is resolved through a ``configenv.Lookup`` (``ConfigMissing`` when a non-optional one is
+not there); configMap/secret volumes are mounted read-only. What this agent cannot do yet
+(hostPath, local volumes, subPath) raises ``SpecError`` naming the field, never runs
+half-configured. It must not touch the host.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shoal.agent.configenv import Lookup, container_env
 from shoal.model.pod import Container, Pod, SecurityContext
 from shoal.model.quantity import QuantityError, parse_bytes, parse_cpu_millis
 from shoal.runtime.protocol import (
@@ -28,7 +31,7 @@ from shoal.runtime.protocol import (
 )
 
 __all__ = ["DEFAULT_PATH", "ImageDefaults", "build_container_spec", "check_supported", "container_id",
-           "empty_dirs"]
+           "volume_names"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ID_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
@@ -71,17 +74,20 @@ def _argv(c: Container, image: ImageDefaults, path: str) -> tuple[tuple[str, ...
     return image.entrypoint, args
 
 
-def _env(c: Container, image: ImageDefaults, path: str) -> tuple[tuple[str, str], ...]:
-    if c.env_from:
-        raise SpecError(f"{path}.envFrom", "ConfigMap/Secret env sources are not supported by this agent yet; "
-                        "set env values directly")
+def _env(c: Container, image: ImageDefaults, path: str, namespace: str,
+         config: Lookup | None) -> tuple[tuple[str, str], ...]:
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     merged.update(dict(image.env))
-    for i, var in enumerate(c.env):
-        if var.value_from is not None:
-            raise SpecError(f"{path}.env[{i}].valueFrom", "ConfigMap/Secret references are not supported by "
-                            "this agent yet; set value directly")
-        merged[var.name] = var.value
+    if config is None:
+        if c.env_from:
+            raise SpecError(f"{path}.envFrom", "this agent has no ConfigMap/Secret source; set env values directly")
+        for i, var in enumerate(c.env):
+            if var.value_from is not None:
+                raise SpecError(f"{path}.env[{i}].valueFrom", "this agent has no ConfigMap/Secret source; set "
+                                "value directly")
+        merged.update((var.name, var.value) for var in c.env)
+    else:
+        merged.update(container_env(c, namespace, config, path))
     return tuple(merged.items())
 
 
@@ -125,24 +131,22 @@ def _security(sc: SecurityContext | None) -> Security:
 
 def check_supported(pod: Pod) -> None:
     """Refuse, naming the field, what this agent cannot run yet rather than run the pod without it."""
-    if pod.spec.init_containers:
-        raise SpecError("spec.initContainers", "init containers are not supported by this agent yet; run the "
-                        "step at the start of the container's command instead")
+    volume_names(pod)
 
 
-def empty_dirs(pod: Pod) -> list[str]:
-    """Names of the pod's emptyDir volumes; any other volume kind raises SpecError."""
+def volume_names(pod: Pod) -> list[str]:
+    """Names of the pod's volumes (emptyDir, configMap, secret); any other kind raises SpecError."""
     names = []
     for i, vol in enumerate(pod.spec.volumes):
-        if vol.empty_dir is not None:
+        if vol.empty_dir is not None or vol.config_map is not None or vol.secret is not None:
             names.append(vol.name)
         else:
-            raise SpecError(f"spec.volumes[{i}]", f"volume {vol.name!r}: only emptyDir volumes are supported "
-                            "by this agent yet")
+            raise SpecError(f"spec.volumes[{i}]", f"volume {vol.name!r}: only emptyDir, configMap and secret "
+                            "volumes are supported by this agent yet")
     return names
 
 
-def _mounts(c: Container, volume_dirs: Mapping[str, str], path: str) -> tuple[Mount, ...]:
+def _mounts(c: Container, volume_dirs: Mapping[str, str], read_only: set[str], path: str) -> tuple[Mount, ...]:
     mounts = []
     for i, vm in enumerate(c.volume_mounts):
         source = volume_dirs.get(vm.name)
@@ -150,18 +154,23 @@ def _mounts(c: Container, volume_dirs: Mapping[str, str], path: str) -> tuple[Mo
             raise SpecError(f"{path}.volumeMounts[{i}].name", f"no volume named {vm.name!r} in spec.volumes")
         if vm.sub_path:
             raise SpecError(f"{path}.volumeMounts[{i}].subPath", "subPath is not supported by this agent yet")
-        mounts.append(Mount(destination=vm.mount_path, source=source, read_only=vm.read_only,
-                            options=("rbind", "ro" if vm.read_only else "rw")))
+        ro = vm.read_only or vm.name in read_only
+        mounts.append(Mount(destination=vm.mount_path, source=source, read_only=ro,
+                            options=("rbind", "ro" if ro else "rw")))
     return tuple(mounts)
 
 
 def build_container_spec(pod: Pod, index: int, image: ImageDefaults, *, lower_dirs: Sequence[str],
                          joins: Sequence[NamespaceJoin], log_path: str,
-                         volume_dirs: Mapping[str, str]) -> ContainerSpec:
-    c = pod.spec.containers[index]
-    path = f"spec.containers[{index}]"
+                         volume_dirs: Mapping[str, str], config: Lookup | None = None,
+                         init: bool = False) -> ContainerSpec:
+    """The runtime spec of ``spec.containers[index]`` (``spec.initContainers[index]`` with ``init``);
+    ``config`` resolves ConfigMap/Secret env (None: such env is refused)."""
+    c = (pod.spec.init_containers if init else pod.spec.containers)[index]
+    path = f"spec.{'initContainers' if init else 'containers'}[{index}]"
     meta = pod.metadata
     command, args = _argv(c, image, path)
+    read_only = {v.name for v in pod.spec.volumes if v.config_map is not None or v.secret is not None}
     return ContainerSpec(
         id=container_id(meta.uid, c.name),
         name=c.name,
@@ -171,13 +180,14 @@ def build_container_spec(pod: Pod, index: int, image: ImageDefaults, *, lower_di
         lower_dirs=tuple(lower_dirs),
         command=command,
         args=args,
-        env=_env(c, image, path),
+        env=_env(c, image, path, meta.namespace or "default", config),
         working_dir=c.working_dir or image.working_dir or "/",
         user=_user(c.security_context, image, path),
-        mounts=_mounts(c, volume_dirs, path),
+        mounts=_mounts(c, volume_dirs, read_only, path),
         resources=_resources(c, path),
         security=_security(c.security_context),
         join_namespaces=tuple(joins),
         hostname=pod.spec.hostname or meta.name,
         log_path=log_path,
+        runtime=pod.spec.runtime.value,
     )

@@ -230,6 +230,7 @@ async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict
     from shoal.agent.nodeinfo import node_manifest, probe_facts
     from shoal.agent.pods import PodContext
     from shoal.runtime.oci import OciDriver
+    from shoal.runtime.wasm import RuntimeRouter, WasmDriver
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -247,7 +248,9 @@ async def _main(server: str, token: str, data_dir: Path, name: str, labels: dict
         return _REEXEC
     facts = probe_facts(data_dir, server)
     cache = PodCache(data_dir / "agent.db")
-    driver = OciDriver(root_dir=data_dir / "containers", runc_root=runc_root, cgroup_parent=cgroup_parent)
+    oci = OciDriver(root_dir=data_dir / "containers", runc_root=runc_root, cgroup_parent=cgroup_parent)
+    # wasm pods run in one host process per node (started on first use), OCI pods under runc + conmon
+    driver = RuntimeRouter(oci, WasmDriver(root_dir=data_dir / "wasm"), runtime_of=lambda spec: spec.runtime)
     client = identity.client_config(server)
     ctx = PodContext(driver=driver, images=ImageService(image_root or data_dir / "images", server=client),
                      cache=cache, pods_dir=data_dir / "pods", host_ip=facts.address, publish=lambda uid: None)

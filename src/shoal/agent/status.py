@@ -3,8 +3,10 @@
 Pure: ``pod_status`` turns ``ContainerView``s (driver info, restart track, why a container is
 still waiting) into the ``status`` dict of a Pod (phase, containerStatuses, conditions Ready,
 ContainersReady, Initialized and Paused, hostIP, startTime; phase Failed with a reason for an
-evicted pod), keeping conditions other parts of shoal set (Scheduled) and transition times of
-conditions that did not change (the QoS class is ``shoal.model.qos``). It must not do I/O.
+evicted pod; initContainerStatuses and Initialized=False while init containers have not all
+completed, ``init_reason`` the ``Init:N/M`` word for them), keeping conditions other parts of
+shoal set (Scheduled) and transition times of conditions that did not change (the QoS class is
+``shoal.model.qos``). It must not do I/O.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from shoal.agent.restarts import RestartTrack
 from shoal.model.pod import ANNOTATION_PAUSED, ContainerState, PodPhase, RestartPolicy
 from shoal.runtime.protocol import ContainerInfo
 
-__all__ = ["CRASH_LOOP", "PAUSED", "ContainerView", "container_status", "pod_phase", "pod_status", "timestamp"]
+__all__ = ["CRASH_LOOP", "PAUSED", "ContainerView", "container_status", "init_done", "init_reason", "pod_phase",
+           "pod_status", "timestamp"]
 
 CRASH_LOOP = "CrashLoopBackOff"
 CREATING = "ContainerCreating"
@@ -79,6 +82,29 @@ def container_status(view: ContainerView) -> dict[str, Any]:
     return out
 
 
+def init_done(view: ContainerView) -> bool:
+    """An init container that ran to completion (exit 0)."""
+    info = view.info
+    return info is not None and info.state is ContainerState.STOPPED and info.exit_code == 0
+
+
+def init_reason(views: Sequence[ContainerView]) -> str:
+    """What a pod still initializing shows: ``Init:N/M`` (N completed of M), or ``Init:<reason>`` for
+    the init container that holds it up (CrashLoopBackOff, Error, ErrImagePull, ...)."""
+    for i, view in enumerate(views):
+        if init_done(view):
+            continue
+        info = view.info
+        if info is None:
+            reason = view.waiting_reason
+            return f"Init:{reason}" if reason and reason != CREATING else f"Init:{i}/{len(views)}"
+        if info.state is ContainerState.STOPPED:
+            crash_looping = view.track.next_start is not None and not view.track.finished
+            return f"Init:{CRASH_LOOP}" if crash_looping else "Init:Error"
+        return f"Init:{i}/{len(views)}"
+    return f"Init:{len(views)}/{len(views)}"
+
+
 def pod_phase(views: Sequence[ContainerView], policy: RestartPolicy) -> PodPhase:
     if not views or any(v.info is None for v in views):
         return PodPhase.PENDING
@@ -113,12 +139,20 @@ def _paused_condition(paused: bool, old: dict[str, dict[str, Any]], stamp: str) 
 
 def pod_status(views: Sequence[ContainerView], policy: RestartPolicy, *, host_ip: str, start_time: str,
                previous: dict[str, Any], now: dt.datetime, paused: bool = False,
-               failure: tuple[str, str] | None = None) -> dict[str, Any]:
+               failure: tuple[str, str] | None = None, init_views: Sequence[ContainerView] = (),
+               initialized: bool = True) -> dict[str, Any]:
     """The pod's new ``status``; ``previous`` is its current status (conditions others own are kept).
-    ``failure`` (reason, message) makes the pod Failed whatever its containers say (Evicted)."""
+    ``failure`` (reason, message) makes the pod Failed whatever its containers say (Evicted).
+    ``init_views`` are the init containers; until ``initialized`` the pod is Pending (Failed when
+    one failed for good)."""
     stamp = timestamp(now)
     statuses = [container_status(v) for v in views]
-    phase = PodPhase.FAILED if failure else pod_phase(views, policy)
+    init_failed = not initialized and any(
+        v.info is not None and v.info.state is ContainerState.STOPPED and not init_done(v) and v.track.finished
+        for v in init_views)
+    if not failure and init_failed:
+        failure = ("Init:Error", "an init container failed and restartPolicy is Never")
+    phase = PodPhase.FAILED if failure else pod_phase(views, policy) if initialized else PodPhase.PENDING
     all_ready = bool(statuses) and all(s.get("ready") for s in statuses)
     old = {c.get("type", ""): c for c in previous.get("conditions") or [] if isinstance(c, dict)}
     not_ready = [s["name"] for s in statuses if not s.get("ready")]
@@ -126,19 +160,24 @@ def pod_status(views: Sequence[ContainerView], policy: RestartPolicy, *, host_ip
     if phase in (PodPhase.SUCCEEDED, PodPhase.FAILED):
         reason = failure[0] if failure else "PodCompleted"
     conditions = [c for t, c in old.items() if t not in _OWN_CONDITIONS]
-    conditions += [_condition("Initialized", True, old, stamp, ""),
+    conditions += [_condition("Initialized", initialized, old, stamp, "ContainersNotInitialized"),
                    _condition("ContainersReady", all_ready, old, stamp, reason),
                    _condition("Ready", all_ready, old, stamp, reason),
                    *_paused_condition(paused and not failure, old, stamp)]
     status: dict[str, Any] = {key: value for key, value in previous.items()
                               if key in ("podIP", "qosClass")}
     status.update(phase=phase.value, hostIP=host_ip, conditions=conditions, containerStatuses=statuses)
+    if init_views:
+        status["initContainerStatuses"] = [container_status(v) for v in init_views]
     if start_time:
         status["startTime"] = start_time
     if failure:
         status.update(reason=failure[0], message=failure[1])
     elif paused:
         status.update(reason=PAUSED, message="the pod's containers are frozen")
+    elif not initialized:
+        pending = [v.name for v in init_views if not init_done(v)]
+        status["message"] = f"{init_reason(init_views)}: init containers not completed: {', '.join(pending)}"
     elif not_ready and phase is PodPhase.RUNNING:
         status["message"] = f"containers not ready: {', '.join(not_ready)}"
     return status

@@ -148,6 +148,8 @@ def _public_paths(paths: dict[str, Any]) -> None:
 
 
 def build_openapi() -> dict[str, Any]:
+    from shoal.api.sd import sd_paths
+    from shoal.api.secretkeys import secret_key_paths
     from shoal.api.tunnel import tunnel_paths  # tunnel imports this module's helpers
     from shoal.api.usage import usage_paths
 
@@ -168,6 +170,8 @@ def build_openapi() -> dict[str, Any]:
     _public_paths(paths)
     tunnel_paths(paths)
     usage_paths(paths)
+    sd_paths(paths)
+    secret_key_paths(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "shoal", "version": __version__,

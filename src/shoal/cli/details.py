@@ -7,6 +7,8 @@ Pure: dicts and the current time in, text out. It must not print or do I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -159,8 +161,19 @@ def _data(obj: Obj) -> list[str]:
     secret = obj.get("kind") == "Secret"
     lines = ["Data:"] if data else [_line("Data", NONE)]
     for key, value in data.items():
-        lines.append(f"  {key}: {len(str(value))} bytes" if secret else f"  {key}: {value}")
+        size = _secret_size(str(value), key in (obj.get("stringData") or {}))
+        lines.append(f"  {key}: {size} bytes" if secret else f"  {key}: {value}")
     return lines
+
+
+def _secret_size(value: str, plain: bool) -> int:
+    """The size of a Secret value as its user sees it (decoded), never the value itself."""
+    if plain:
+        return len(value.encode())
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return len(value.encode())
 
 
 def _event(event: Obj) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from shoal.cli.common import examples
 from shoal.image.errors import ImageError, RegistryUnavailableError
 
 T = TypeVar("T")
@@ -126,7 +127,10 @@ def _access(creds: str | None, insecure: list[str] | None, authfile: str | None)
     )
 
 
-@app.command()
+@app.command(epilog=examples([
+    "shoal image pull 127.0.0.1:5000/team/app:1.0",
+    "shoal image pull --creds user:pass registry.example:5000/app:2",
+]))
 def pull(
     reference: Annotated[str, typer.Argument(help="e.g. registry.local:5000/acme/app:1.4")],
     root: RootOption = DEFAULT_ROOT,
@@ -172,7 +176,10 @@ def pull(
     )
 
 
-@app.command()
+@app.command(epilog=examples([
+    "shoal image push 127.0.0.1:5000/team/app:1.0",
+    "shoal image push team/app:1.0 --node gw-17   # straight to a node, no registry",
+]))
 def push(
     image: Annotated[str, typer.Argument(help="Local image name or digest.")],
     destination: Annotated[str | None, typer.Argument(help="Where to push; default: the image name.")] = None,
@@ -236,7 +243,7 @@ def _push_to_node(image: str, node: str, root: str, quiet: bool) -> str:
     return f"{name}: loaded on node {node} ({', '.join(loaded)})"
 
 
-@app.command("ls")
+@app.command("ls", epilog=examples(["shoal image ls", "shoal image ls --root /var/lib/shoal-agent/images"]))
 def list_images(
     root: RootOption = DEFAULT_ROOT,
     digests: Annotated[bool, typer.Option("--digests", help="Show full digests.")] = False,
@@ -262,7 +269,7 @@ def list_images(
         typer.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image inspect 127.0.0.1:5000/team/app:1.0"]))
 def inspect(
     image: Annotated[str, typer.Argument(help="Local image name or digest (prefix).")],
     root: RootOption = DEFAULT_ROOT,
@@ -303,7 +310,7 @@ def _kept_lines(pins: list[Any]) -> list[str]:
     ]
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image rm 127.0.0.1:5000/team/app:1.0", "shoal image rm --force team/app:old"]))
 def rm(
     images: Annotated[list[str], typer.Argument(help="Local image names.")],
     root: RootOption = DEFAULT_ROOT,
@@ -332,7 +339,7 @@ def rm(
         typer.echo(line)
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image prune"]))
 def prune(root: RootOption = DEFAULT_ROOT) -> None:
     """Delete blobs and unpacked layers no local image (nor pod pin) references."""
     result = _run(lambda: _store(root).prune())
@@ -344,7 +351,7 @@ def prune(root: RootOption = DEFAULT_ROOT) -> None:
         typer.echo(line)
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image tag team/app:1.0 127.0.0.1:5000/team/app:1.0"]))
 def tag(
     source: Annotated[str, typer.Argument(help="Existing local image.")],
     target: Annotated[str, typer.Argument(help="New name, e.g. registry.local:5000/acme/app:2")],
@@ -363,7 +370,7 @@ def tag(
     typer.echo(_run(work))
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image save -o app.tar team/app:1.0"]))
 def save(
     images: Annotated[list[str], typer.Argument(help="Local images to save.")],
     output: Annotated[str, typer.Option("--output", "-o", help="Archive file to write.")],
@@ -376,7 +383,7 @@ def save(
     typer.echo(f"Saved {', '.join(names)} to {output} ({_human(os.path.getsize(output))})")
 
 
-@app.command()
+@app.command(epilog=examples(["shoal image load -i app.tar"]))
 def load(
     archive: Annotated[str, typer.Option("--input", "-i", help="OCI archive or `docker save` tarball.")],
     root: RootOption = DEFAULT_ROOT,
@@ -409,7 +416,10 @@ class _BuildReporter:
             self.console.print(f"  [green]{'CACHED' if cached else 'done'}[/green] {seconds:.2f}s", markup=True)
 
 
-@app.command()
+@app.command(epilog=examples([
+    "shoal image build -t team/app:1.0 .",
+    "shoal image build -t team/app:1.0 -f Dockerfile.edge --build-arg VERSION=1 .",
+]))
 def build(
     context: Annotated[str, typer.Argument(help="Build context directory.")],
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="NAME[:TAG] to give the image.")] = None,

@@ -22,9 +22,19 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from shoal.cli.common import EXIT_SYSTEM, EXIT_USAGE, CliError, ConfigOption, NamespaceOption, examples, session
+from shoal.cli.common import (
+    EXIT_SYSTEM,
+    EXIT_USAGE,
+    CliError,
+    ConfigOption,
+    NamespaceOption,
+    Session,
+    examples,
+    session,
+)
 from shoal.client.errors import ClientError
 from shoal.client.stream import Channel, ExecFrame, ExecSession, FramingError, exec_in_pod, pod_logs
+from shoal.model.job import LABEL_JOB_NAME
 
 __all__ = ["register"]
 
@@ -41,9 +51,24 @@ def _pod_name(ref: str) -> str:
     return name
 
 
+def _log_pods(s: Session, ref: str) -> list[str]:
+    """The pods whose logs ``ref`` names: one pod, or a Job's pods (job/NAME) oldest first."""
+    kind, slash, name = ref.partition("/")
+    if not slash or kind not in ("job", "jobs"):
+        return [_pod_name(ref)]
+    if not name:
+        raise CliError(f'"{ref}": give a job name, e.g. job/backup', EXIT_USAGE)
+    items, _ = s.client.list("pods", s.namespace, label_selector=f"{LABEL_JOB_NAME}={name}")
+    pods = sorted(items, key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"]))
+    if not pods:
+        raise CliError(f'job "{name}" has no pods in namespace "{s.namespace}"; check it with: shoal get job {name}')
+    return [str(p["metadata"]["name"]) for p in pods]
+
+
 def logs(
     ctx: typer.Context,
-    pod: Annotated[str, typer.Argument(help="The pod (NAME or pod/NAME).", show_default=False)],
+    pod: Annotated[str, typer.Argument(help="The pod (NAME, pod/NAME, or job/NAME for all the job's pods).",
+                                       show_default=False)],
     container: ContainerOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the container "
                                                                  "ends (Ctrl-C to stop).")] = False,
@@ -53,16 +78,20 @@ def logs(
     namespace: NamespaceOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print a pod container's log."""
+    """Print a pod container's log (for job/NAME: each of the job's pods in turn)."""
     if follow and previous:
         raise CliError("--follow and --previous do not go together: a previous instance has ended", EXIT_USAGE)
     s = session(ctx, namespace, config)
     out = sys.stdout.buffer
+    names = _log_pods(s, pod)
     with contextlib.suppress(KeyboardInterrupt):
-        for chunk in pod_logs(s.client.config, s.namespace, _pod_name(pod), container=container or "",
-                              follow=follow, tail=tail, previous=previous):
-            out.write(chunk)
-            out.flush()
+        for name in names:
+            if len(names) > 1:
+                out.write(f"==> pod/{name} <==\n".encode())
+            for chunk in pod_logs(s.client.config, s.namespace, name, container=container or "",
+                                  follow=follow, tail=tail, previous=previous):
+                out.write(chunk)
+                out.flush()
 
 
 def exec_(
@@ -181,7 +210,7 @@ def _interactive(exec_session: ExecSession, stdin: bool, terminal: bool) -> None
         os.close(wake_write)
 
 
-LOG_EXAMPLES = ("shoal logs web", "shoal logs web -c sidecar --tail 20", "shoal logs web -f",
+LOG_EXAMPLES = ("shoal logs web", "shoal logs job/backup", "shoal logs web -c sidecar --tail 20", "shoal logs web -f",
                 "shoal logs web --previous", "shoal -n plant-a logs pod/sensor-reader-5x2k --tail 100 -f")
 EXEC_EXAMPLES = ("shoal exec web -- ls /", "shoal exec -it web -- sh", "echo hi | shoal exec -i web -- cat",
                  "shoal exec web -c sidecar -- sh -c 'echo $HOSTNAME'",

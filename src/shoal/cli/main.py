@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from shoal import __version__
-from shoal.cli import get, logs, node, pause, portforward, resources, top
+from shoal.cli import get, logs, monitoring, node, pause, portforward, register, resources, rollout, secrets, top
 from shoal.cli.common import (
     EXIT_SYSTEM,
     CliError,
@@ -129,8 +129,12 @@ def build_app(argv: Sequence[str] = ()) -> typer.Typer:
     logs.register(app)
     portforward.register(app)
     pause.register(app)
+    register.register(app)
     app.add_typer(node.app, name="node")
     app.add_typer(top.app, name="top")
+    app.add_typer(rollout.app, name="rollout")
+    app.add_typer(secrets.app, name="secrets")
+    app.add_typer(monitoring.app, name="monitoring")
     app.command("version", epilog=examples(["shoal version", "shoal version --client"]))(_version)
     _add_lazy(app, command_word(argv))
     return app

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shoal.cli.common import examples
 from shoal.cli.image import EXIT_USER, _fail, _run
 
 EXIT_USAGE = 2
@@ -76,7 +77,10 @@ async def _verify(server: str, credentials: Any) -> bool:
         return await client.check_login()
 
 
-@app.command()
+@app.command(epilog=examples([
+    "shoal registry login registry.example:5000 -u edge",
+    'echo "$TOKEN" | shoal registry login ghcr.io -u bot --password-stdin',
+]))
 def login(
     server: Annotated[str, typer.Argument(help="Registry host[:port]; default docker.io.")] = "docker.io",
     username: Annotated[str | None, typer.Option("--username", "-u", help="User name.")] = None,
@@ -105,7 +109,7 @@ def login(
     typer.echo(f"Login Succeeded: {user}@{host} (saved to {path})")
 
 
-@app.command()
+@app.command(epilog=examples(["shoal registry logout registry.example:5000"]))
 def logout(
     server: Annotated[str, typer.Argument(help="Registry host[:port].")],
     authfile: AuthfileOption = None,
@@ -119,7 +123,7 @@ def logout(
     typer.echo(f"Removed login credentials for {normalize_server(server)}")
 
 
-@app.command("ls")
+@app.command("ls", epilog=examples(["shoal registry ls"]))
 def list_logins(authfile: AuthfileOption = None) -> None:
     """List stored logins (registry and user; never passwords)."""
     from shoal.image.credentials import AuthFile

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from shoal.controllers.actions import Action, Actions, Create, Delete, EmitEvent, EventType, Key, Result, Update, ref_of
 from shoal.controllers.cache import Cache, Informer, ObjectStore, error_code
+from shoal.controllers.cronjob import workload_controllers
 from shoal.controllers.deployment import (
     DeploymentReconciler,
     random_suffix,
@@ -25,6 +26,7 @@ from shoal.controllers.gc import GarbageCollector, reconcile_orphan
 from shoal.controllers.nodeipam import DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_MASK, NodeIPAM, assign_pod_cidr
 from shoal.controllers.nodelifecycle import GRACE_SECONDS, LeaseTable, NodeLifecycle, offline_toleration, reconcile_node
 from shoal.controllers.queue import WorkQueue
+from shoal.controllers.registrations import RegistrationExpiry
 from shoal.controllers.runner import Controller, ControllerStats, Reconciler, run_controllers
 from shoal.controllers.serviceip import DEFAULT_SERVICE_CIDR, ServiceIPAllocator, allocate_service
 
@@ -46,6 +48,8 @@ def build_controllers(store: ObjectStore, leases: LeaseTable, clock: Callable[[]
         *ipam,
         Controller(ServiceIPAllocator(service_cidr), store, clock, workers=1),  # one worker: no double allocation
         Controller(EndpointsController(), store, clock, workers=workers),
+        *workload_controllers(store, clock, workers=workers),  # DaemonSet, Job, CronJob and their GC
+        Controller(RegistrationExpiry(), store, clock, workers=1),  # one worker: it remembers heartbeats
     ]
 
 
@@ -75,6 +79,7 @@ __all__ = [
     "NodeLifecycle",
     "ObjectStore",
     "Reconciler",
+    "RegistrationExpiry",
     "Result",
     "ServiceIPAllocator",
     "Update",

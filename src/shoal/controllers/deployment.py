@@ -1,21 +1,22 @@
-"""The Deployment controller: keeps ``spec.replicas`` pods of the current template running.
+"""The Deployment controller: rollouts of a pod template, with history, deadline and rollback.
 
-``reconcile_deployment(deploy, pods, now, name_suffix)`` is pure: given the Deployment and the
-pods it controls (by owner uid), it returns the creates, deletes, status update and events that
-move the world one step toward the spec. Pods carry the template labels plus
-``shoal.io/template-hash``; pods of an older hash are replaced by a rolling update honouring
-``maxSurge``/``maxUnavailable`` (or all at once for ``Recreate``). Failed and Succeeded pods
-are deleted and replaced; pods marked for deletion are not counted. It never reads the store.
+``reconcile_rollout(deploy, pods, revisions, now)`` is pure. Each call: records ``spec.template``
+as a ``DeploymentRevision`` (``rollout_history``), plans the pod creates/deletes of a rolling
+update or a recreate (``rollout_pods``), holding at canary steps (``rollout_canary``), and updates
+the Progressing condition (``rollout_progress``). When the new pods make no progress within
+``spec.progressDeadlineSeconds`` the condition turns False (``ProgressDeadlineExceeded``), and
+with ``spec.autoRollback`` the previous revision's template is written back into
+``spec.template`` — what ``shoal rollout undo`` does — with a Warning event saying why and a
+``RolledBack`` condition that stays until the next rollout the user starts. ``spec.paused``
+holds the rollout: new templates are not rolled out, pods of the recorded revision are kept.
+``reconcile_deployment`` is the pod step alone (no history). Nothing here reads the store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import secrets
-import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 import msgspec
 
@@ -24,206 +25,163 @@ from shoal.controllers.actions import (
     Actions,
     Create,
     EmitEvent,
+    EventType,
     Key,
     Result,
     Update,
-    delete_of,
-    parse_time,
+    key_of,
     ref_of,
-    rfc3339,
+    sooner,
 )
 from shoal.controllers.cache import Cache
-from shoal.controllers.runner import Enqueue, KeyMapper, controller_owner_key, no_trigger, own_key
-from shoal.model import (
-    Condition,
-    Deployment,
-    ObjectMeta,
-    ObjectReference,
-    OwnerReference,
-    Pod,
-    PodPhase,
-    PodTemplateSpec,
-    condition,
-    set_condition,
+from shoal.controllers.rollout_canary import plan_canary
+from shoal.controllers.rollout_history import HistoryPlan, hash_of, orphaned_revisions, plan_history
+from shoal.controllers.rollout_pods import (
+    NameSuffix,
+    is_ready,
+    plan_pods,
+    random_suffix,
+    resolve,
+    rolling_bounds,
+    scale_down_order,
+    template_hash,
 )
-from shoal.model.workloads import LABEL_TEMPLATE_HASH, DeploymentStatus, StrategyType
+from shoal.controllers.rollout_progress import progressing, stall_reason
+from shoal.controllers.runner import Enqueue, KeyMapper, controller_owner_key, no_trigger, own_key
+from shoal.model import Condition, Deployment, DeploymentRevision, ObjectReference, Pod, condition, set_condition
+from shoal.model.workloads import (
+    ANNOTATION_REVISION,
+    LABEL_TEMPLATE_HASH,
+    ConditionType,
+    RolloutReason,
+    StrategyType,
+)
 
-NameSuffix = Callable[[], str]
-_ALPHABET = string.ascii_lowercase + string.digits
-_MAX_NAME = 253
+ANNOTATION_ROLLED_BACK_TO = "shoal.io/rolled-back-to"  # template hash an automatic rollback restored
 
-
-def random_suffix() -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(5))
-
-
-def template_hash(template: PodTemplateSpec) -> str:
-    """10 hex chars of sha256 over the template's key-sorted JSON: stable across map orderings."""
-    encoded = msgspec.json.encode(msgspec.to_builtins(template), order="sorted")
-    return hashlib.sha256(encoded).hexdigest()[:10]
-
-
-def is_ready(pod: Pod) -> bool:
-    if pod.status.phase != PodPhase.RUNNING or not pod.spec.node_name:
-        return False
-    ready = condition(pod.status.conditions, "Ready")
-    return ready is not None and ready.status == "True"
-
-
-def _ready_since(pod: Pod) -> datetime | None:
-    ready = condition(pod.status.conditions, "Ready")
-    return None if ready is None else parse_time(ready.last_transition_time)
-
-
-def resolve(value: int | str, total: int, *, round_up: bool) -> int:
-    """An int, or a percentage of ``total`` ("25%"), as Kubernetes resolves maxSurge/maxUnavailable."""
-    if isinstance(value, int):
-        return max(value, 0)
-    text = value.strip()
-    if text.endswith("%"):
-        try:
-            share = float(text[:-1]) * total / 100
-        except ValueError:
-            return 0
-        return max(math.ceil(share) if round_up else math.floor(share), 0)
-    try:
-        return max(int(text), 0)
-    except ValueError:
-        return 0
-
-
-def scale_down_order(pods: Iterable[Pod]) -> list[Pod]:
-    """Pods in the order to remove them: unscheduled first, then not ready, then newest first."""
-    by_age = sorted(pods, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name), reverse=True)
-    return sorted(by_age, key=lambda p: (bool(p.spec.node_name), is_ready(p)))
-
-
-def _is_gone(pod: Pod) -> bool:
-    return bool(pod.metadata.deletion_timestamp)
-
-
-def _is_finished(pod: Pod) -> bool:
-    return pod.status.phase in (PodPhase.FAILED, PodPhase.SUCCEEDED)
-
-
-def new_pod(deploy: Deployment, pod_hash: str, suffix: str) -> Pod:
-    template = deploy.spec.template
-    prefix = f"{deploy.metadata.name}-{pod_hash}"[: _MAX_NAME - len(suffix) - 1]
-    labels = {**template.metadata.labels, LABEL_TEMPLATE_HASH: pod_hash}
-    owner = OwnerReference(api_version=deploy.api_version, kind="Deployment", name=deploy.metadata.name,
-                           uid=deploy.metadata.uid, controller=True, block_owner_deletion=True)
-    metadata = ObjectMeta(name=f"{prefix}-{suffix}", namespace=deploy.metadata.namespace, labels=labels,
-                          annotations=dict(template.metadata.annotations), owner_references=[owner])
-    return Pod(metadata=metadata, spec=template.spec)
-
-
-EVENT_NAMES_SHOWN = 3
-
-
-def _summary(me: ObjectReference, reason: str, verb: str, names: list[str]) -> list[EmitEvent]:
-    """One event per pod for a few pods; one summary event for a bulk change (a scale to 10,000
-    would otherwise write 10,000 events)."""
-    if len(names) <= EVENT_NAMES_SHOWN:
-        return [EmitEvent(me, reason, f"{verb} pod {name}") for name in names]
-    shown = ", ".join(names[:EVENT_NAMES_SHOWN])
-    return [EmitEvent(me, reason, f"{verb} {len(names)} pods: {shown}, ...")]
+__all__ = [
+    "ANNOTATION_ROLLED_BACK_TO",
+    "DeploymentReconciler",
+    "NameSuffix",
+    "is_ready",
+    "random_suffix",
+    "reconcile_deployment",
+    "reconcile_rollout",
+    "resolve",
+    "rolling_bounds",
+    "scale_down_order",
+    "template_hash",
+]
 
 
 def reconcile_deployment(deploy: Deployment, pods: Sequence[Pod], now: datetime,
                          name_suffix: NameSuffix = random_suffix) -> Actions:
-    """One step of the Deployment toward ``spec.replicas`` pods of its current template."""
+    """One step of the Deployment's pods toward ``spec.replicas`` of its current template (no history)."""
     if deploy.metadata.deletion_timestamp:
         return Actions()
-    spec = deploy.spec
+    plan = plan_pods(deploy, pods, now, name_suffix)
+    steps = list(plan.steps)
+    if plan.status != deploy.status:
+        steps.append(Update(msgspec.structs.replace(deploy, status=plan.status)))
+    return Actions(tuple(steps), Result(plan.requeue_after))
+
+
+def _held(deploy: Deployment, revisions: Sequence[DeploymentRevision]) -> Deployment:
+    """While paused: the Deployment as of its recorded revision (a new template waits for resume)."""
+    recorded = deploy.metadata.annotations.get(ANNOTATION_REVISION, "")
+    revision = next((r for r in revisions if str(r.revision) == recorded), None)
+    if revision is None:
+        return deploy
+    return msgspec.structs.replace(deploy, spec=msgspec.structs.replace(deploy.spec, template=revision.template))
+
+
+def reconcile_rollout(deploy: Deployment, pods: Sequence[Pod], revisions: Sequence[DeploymentRevision],
+                      now: datetime, name_suffix: NameSuffix = random_suffix) -> Actions:
+    """One step of the Deployment's rollout: history, pods, progress, and rollback past the deadline."""
+    if deploy.metadata.deletion_timestamp:
+        return Actions()
+    spec, annotations = deploy.spec, deploy.metadata.annotations
     want = max(spec.replicas, 0)
+    recorded = annotations.get(ANNOTATION_REVISION, "")
     pod_hash = template_hash(spec.template)
-    steps: list[Action] = []
-    deleted: set[str] = set()
-    removed: list[str] = []
-    me = ref_of(deploy)
-
-    def delete(pod: Pod, why: str) -> None:
-        deleted.add(pod.metadata.name)
-        steps.append(delete_of(pod))
-        removed.append(f"{pod.metadata.name}{why}")
-
-    live = [p for p in pods if not _is_gone(p)]
-    for pod in live:
-        if _is_finished(pod):
-            delete(pod, f" ({pod.status.phase})")
-    alive = [p for p in live if not _is_finished(p)]
-    current = [p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash]
-    old = scale_down_order(p for p in alive if p.metadata.labels.get(LABEL_TEMPLATE_HASH) != pod_hash)
-    creates = 0
-    if spec.strategy.type == StrategyType.RECREATE:
-        for pod in old:
-            delete(pod, " (recreate)")
-        if not old:
-            creates = max(want - len(current), 0)
+    if spec.paused:
+        target = _held(deploy, revisions)
+        history = HistoryPlan(int(recorded) if recorded.isdigit() else 0, None)
     else:
-        rolling = spec.strategy.rolling_update
-        surge = resolve(rolling.max_surge if rolling else 1, want, round_up=True)
-        unavailable = resolve(rolling.max_unavailable if rolling else 0, want, round_up=False)
-        if surge == 0 and unavailable == 0:
-            unavailable = 1
-        if not old:
-            creates = max(want - len(current), 0)
-        else:
-            creates = max(min(want - len(current), want + surge - len(current) - len(old)), 0)
-            for pod in [p for p in old if not is_ready(p)]:
-                delete(pod, " (old template)")
-            ready_total = sum(1 for p in current if is_ready(p)) + sum(1 for p in old if is_ready(p))
-            budget = ready_total - (want - unavailable)
-            for pod in [p for p in old if is_ready(p)]:
-                if budget <= 0:
-                    break
-                delete(pod, " (old template)")
-                budget -= 1
-    if len(current) > want:  # sorting 10,000 pods on every reconcile only to keep them all is waste
-        for pod in scale_down_order(current)[: len(current) - want]:
-            delete(pod, " (scale down)")
-    added = [new_pod(deploy, pod_hash, name_suffix()) for _ in range(creates)]
-    steps.extend(Create(pod) for pod in added)
-    steps.extend(_summary(me, "SuccessfulDelete", "Deleted", removed))
-    steps.extend(_summary(me, "SuccessfulCreate", "Created", [p.metadata.name for p in added]))
-    status, requeue = _status(deploy, [p for p in alive if p.metadata.name not in deleted], creates, pod_hash,
-                              now)
-    if status != deploy.status:
-        steps.append(Update(msgspec.structs.replace(deploy, status=status)))
-    return Actions(tuple(steps), Result(requeue))
+        target = deploy
+        live = {p.metadata.labels.get(LABEL_TEMPLATE_HASH, "") for p in pods if not p.metadata.deletion_timestamp}
+        history = plan_history(deploy, revisions, pod_hash, live)
+    new_rollout = not spec.paused and recorded != str(history.current)
+    canary = None
+    if not spec.paused and spec.strategy.type == StrategyType.ROLLING_UPDATE:
+        updated_ready = sum(1 for p in pods if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash
+                            and is_ready(p) and not p.metadata.deletion_timestamp)
+        canary = plan_canary(deploy, updated_ready, new_rollout=new_rollout, first_rollout=not recorded, now=now)
+    plan = plan_pods(target, pods, now, name_suffix, canary.max_updated if canary else None)
+    if canary is not None:
+        plan = dataclasses.replace(plan, status=msgspec.structs.replace(
+            plan.status, canary_step=canary.step, canary_step_started=canary.started))
+    previous = condition(deploy.status.conditions, ConditionType.PROGRESSING)
+    progress = progressing(previous, deploy.status, plan.status, revision=history.current, want=want,
+                           deadline_seconds=spec.progress_deadline_seconds, new_rollout=new_rollout,
+                           paused=spec.paused, now=now, holding=canary.waiting if canary else "")
+    me = ref_of(deploy)
+    cond = progress.condition
+    if progress.newly_exceeded:
+        cond = msgspec.structs.replace(cond, message=f"{cond.message}: {stall_reason(plan.updated, plan.ready)}")
+    rolled_back_to = annotations.get(ANNOTATION_ROLLED_BACK_TO, "")
+    if (cond.reason == RolloutReason.DEADLINE and spec.auto_rollback and history.previous is not None
+            and rolled_back_to != pod_hash):
+        return _roll_back(deploy, history, cond, me)
+    new_annotations = dict(annotations)
+    conditions = set_condition(plan.status.conditions, cond)
+    if history.current:
+        new_annotations[ANNOTATION_REVISION] = str(history.current)
+    if new_rollout and rolled_back_to and rolled_back_to != pod_hash:  # the user started a rollout of their own
+        new_annotations.pop(ANNOTATION_ROLLED_BACK_TO, None)
+        conditions = [c for c in conditions if c.type != ConditionType.ROLLED_BACK]
+    steps: list[Action] = [*history.steps, *plan.steps]
+    steps.extend(_transition_events(me, previous, cond, recorded, new_rollout, history.current))
+    status = msgspec.structs.replace(plan.status, conditions=conditions)
+    if status != deploy.status or new_annotations != annotations:
+        metadata = msgspec.structs.replace(deploy.metadata, annotations=new_annotations)
+        steps.append(Update(msgspec.structs.replace(deploy, metadata=metadata, status=status)))
+    requeue = sooner(plan.requeue_after, progress.requeue_after)
+    return Actions(tuple(steps), Result(sooner(requeue, canary.requeue_after if canary else None)))
 
 
-def _status(deploy: Deployment, kept: Sequence[Pod], creates: int, pod_hash: str,
-            now: datetime) -> tuple[DeploymentStatus, float | None]:
-    want = max(deploy.spec.replicas, 0)
-    ready = [p for p in kept if is_ready(p)]
-    min_ready = timedelta(seconds=max(deploy.spec.min_ready_seconds, 0))
-    available = 0
-    requeue: float | None = None
-    for pod in ready:
-        since = _ready_since(pod)
-        if not min_ready or since is None or since + min_ready <= now:
-            available += 1
-        else:
-            wait = (since + min_ready - now).total_seconds()
-            requeue = wait if requeue is None else min(requeue, wait)
-    updated = sum(1 for p in kept if p.metadata.labels.get(LABEL_TEMPLATE_HASH) == pod_hash) + creates
-    rolling = deploy.spec.strategy.rolling_update
-    unavailable = resolve(rolling.max_unavailable if rolling else 0, want, round_up=False)
-    is_available = available >= want - unavailable
-    cond = Condition(type="Available", status="True" if is_available else "False",
-                     reason="MinimumReplicasAvailable" if is_available else "MinimumReplicasUnavailable",
-                     message=f"{available} of {want} replicas available", last_transition_time=rfc3339(now))
-    conditions = set_condition(deploy.status.conditions, cond)
-    status = msgspec.structs.replace(
-        deploy.status, observed_generation=deploy.metadata.generation, replicas=len(kept) + creates,
-        updated_replicas=updated, ready_replicas=len(ready), available_replicas=available,
-        unavailable_replicas=max(want - available, 0), conditions=conditions)
-    return status, requeue
+def _transition_events(me: ObjectReference, previous: Condition | None, cond: Condition, recorded: str,
+                       new_rollout: bool, revision: int) -> list[EmitEvent]:
+    changed = previous is None or previous.reason != cond.reason
+    if new_rollout and recorded:
+        return [EmitEvent(me, "RolloutStarted", f"rolling out revision {revision} (was revision {recorded})")]
+    if changed and cond.reason == RolloutReason.AVAILABLE:
+        return [EmitEvent(me, "RolloutComplete", cond.message)]
+    if changed and cond.reason == RolloutReason.DEADLINE:
+        return [EmitEvent(me, RolloutReason.DEADLINE, cond.message, EventType.WARNING)]
+    return []
+
+
+def _roll_back(deploy: Deployment, history: HistoryPlan, cond: Condition, me: ObjectReference) -> Actions:
+    target = history.previous
+    assert target is not None
+    message = f"{cond.message}; rolled back to revision {target.revision}"
+    progressing_false = msgspec.structs.replace(cond, message=message)
+    rolled = msgspec.structs.replace(cond, type=ConditionType.ROLLED_BACK, status="True", message=message)
+    conditions = set_condition(set_condition(deploy.status.conditions, progressing_false), rolled)
+    annotations = {**deploy.metadata.annotations, ANNOTATION_REVISION: str(history.current),
+                   ANNOTATION_ROLLED_BACK_TO: hash_of(target)}
+    restored = msgspec.structs.replace(
+        deploy, metadata=msgspec.structs.replace(deploy.metadata, annotations=annotations),
+        spec=msgspec.structs.replace(deploy.spec, template=target.template),
+        status=msgspec.structs.replace(deploy.status, conditions=conditions))
+    steps: list[Action] = [*history.steps, Update(restored),
+                           EmitEvent(me, "RolledBack", message, EventType.WARNING)]
+    return Actions(tuple(steps), Result())
 
 
 class DeploymentReconciler:
-    """Adapts ``reconcile_deployment`` to the runner: key → (Deployment, its pods) from the cache."""
+    """Adapts ``reconcile_rollout`` to the runner: key → (Deployment, its pods, its revisions)."""
 
     name = "deployment"
     kind = "Deployment"
@@ -233,14 +191,30 @@ class DeploymentReconciler:
 
     @property
     def watches(self) -> Mapping[str, KeyMapper]:
-        return {"Deployment": own_key, "Pod": controller_owner_key("Deployment")}
+        owner = controller_owner_key("Deployment")
+        return {"Deployment": own_key, "Pod": owner, "DeploymentRevision": owner}
 
     def reconcile(self, key: Key, cache: Cache, now: datetime) -> Actions:
         deploy = cache.get(key)
-        if not isinstance(deploy, Deployment):
-            return Actions()
-        pods = [p for p in cache.owned_by(deploy.metadata.uid, "Pod") if isinstance(p, Pod)]
-        return reconcile_deployment(deploy, pods, now, self._suffix)
+
+        def alive(uid: str) -> bool:
+            return isinstance(cache.by_uid(uid), Deployment)
+
+        if not isinstance(deploy, Deployment):  # deleted: its revisions go with it
+            revisions = [r for r in cache.objects("DeploymentRevision", key[1]) if isinstance(r, DeploymentRevision)]
+            return Actions(tuple(orphaned_revisions(key[1], key[2], revisions, alive)))
+        uid = deploy.metadata.uid
+        pods = [p for p in cache.owned_by(uid, "Pod") if isinstance(p, Pod)]
+        mine = [r for r in cache.owned_by(uid, "DeploymentRevision") if isinstance(r, DeploymentRevision)]
+        actions = reconcile_rollout(deploy, pods, mine, now, self._suffix)
+        stale: list[Action] = []  # a same-named Deployment deleted earlier left a revision in the way
+        for step in actions.steps:
+            if isinstance(step, Create) and isinstance(step.obj, DeploymentRevision):
+                existing = cache.get(key_of(step.obj))
+                if isinstance(existing, DeploymentRevision):
+                    stale.extend(orphaned_revisions(key[1], key[2], [existing], alive))
+        return Actions((*stale, *actions.steps), actions.result) if stale else actions
 
     def attach(self, enqueue: Enqueue) -> Callable[[], None]:
         return no_trigger(enqueue)
+

@@ -1,4 +1,4 @@
-"""The endpoints controller: one Endpoints object per Service with a selector, same name.
+"""The endpoints controller: one Endpoints object per Service with a selector or registrations, same name.
 
 ``endpoints_for(svc, pods, node_phases, existing)`` is pure. A pod matching the selector with a
 pod IP is an address; it is ready — in ``addresses`` — only when its Ready condition is True,
@@ -7,6 +7,12 @@ it is not being deleted and its node is Online in the cache; otherwise it is in
 ``targetPort`` is a number, or the name of a container port (a pod without that port does not
 serve it); addresses sharing the same resolved ports form one subset. Weighted Services give each
 address the integer value of the pod label ``loadBalancing.weightLabel`` (0-1000, default 1).
+Live EndpointRegistrations naming the Service (same namespace) are ready addresses too (target
+kind EndpointRegistration, their ``weight`` or 1): their ``port`` serves the Service port whose
+target it is, or the Service's only port; their named ``ports`` serve the Service ports of that
+name. A registration being deleted or past its ``status.expiresAt`` is left out (the
+registrations controller deletes it). A Service without a selector gets Endpoints only from
+registrations, and Endpoints its user wrote (not owned by the Service) are left alone.
 The object is written only when its content changes. It never reads the store.
 """
 
@@ -18,10 +24,33 @@ from datetime import datetime
 
 import msgspec
 
-from shoal.controllers.actions import Action, Actions, Create, Delete, EmitEvent, EventType, Key, Update, ref_of
+from shoal.controllers.actions import (
+    Action,
+    Actions,
+    Create,
+    Delete,
+    EmitEvent,
+    EventType,
+    Key,
+    Result,
+    Update,
+    parse_time,
+    ref_of,
+)
 from shoal.controllers.cache import Cache
 from shoal.controllers.runner import Enqueue, KeyMapper, no_trigger
-from shoal.model import Node, NodePhase, Object, ObjectMeta, OwnerReference, Pod, PodPhase, Service, condition
+from shoal.model import (
+    EndpointRegistration,
+    Node,
+    NodePhase,
+    Object,
+    ObjectMeta,
+    OwnerReference,
+    Pod,
+    PodPhase,
+    Service,
+    condition,
+)
 from shoal.model.endpoints import (
     DEFAULT_WEIGHT,
     MAX_WEIGHT,
@@ -35,6 +64,10 @@ from shoal.model.service import ServicePort
 
 WEIGHTED = "Weighted"
 REASON_BAD_WEIGHT = "InvalidEndpointWeight"
+REASON_BAD_REGISTRATION = "InvalidEndpointRegistration"
+REASON_NOT_MANAGED = "EndpointsNotManaged"
+REGISTRATION = "EndpointRegistration"
+EXPIRY_SLACK = 0.05  # seconds past a registration's expiresAt before looking again
 _FINISHED = (PodPhase.SUCCEEDED, PodPhase.FAILED)
 
 
@@ -93,11 +126,65 @@ def _ports_order(ports: tuple[EndpointPort, ...]) -> list[tuple[str, str, int]]:
     return [(p.name, p.protocol, p.port) for p in ports]
 
 
-def desired_subsets(svc: Service, pods: Iterable[Pod],
-                    node_phases: Mapping[str, NodePhase]) -> tuple[list[EndpointSubset], list[str]]:
-    """The subsets for ``svc`` and the weight problems found on the way."""
+def is_registration_live(reg: EndpointRegistration, now: datetime | None) -> bool:
+    """Not being deleted and, when the registrations controller has stamped it, not past ``expiresAt``."""
+    if reg.metadata.deletion_timestamp:
+        return False
+    expires = parse_time(reg.status.expires_at)
+    return now is None or expires is None or expires > now
+
+
+def _registration_port(port: ServicePort, svc: Service, reg: EndpointRegistration) -> int | None:
+    """The instance's port for a Service port, or None when the registration does not serve it."""
+    spec = reg.spec
+    only = len(svc.spec.ports) == 1
+    if spec.port is not None:
+        wanted = port.target_port if port.target_port not in (None, "", 0) else port.port
+        target = int(wanted) if isinstance(wanted, int) or wanted.isdigit() else None
+        return spec.port if target == spec.port or only else None
+    for exposed in spec.ports:
+        if exposed.protocol == port.protocol and (exposed.name == port.name or (only and not exposed.name)):
+            return exposed.port
+    return None
+
+
+def _registration_ports(svc: Service, reg: EndpointRegistration) -> tuple[tuple[EndpointPort, ...], str]:
+    """The Endpoints ports a registration serves and, when it serves none of the Service's, why."""
+    if not svc.spec.ports:
+        own = [EndpointPort(name=p.name, port=p.port, protocol=str(p.protocol)) for p in reg.spec.instance_ports()]
+        return tuple(sorted(own, key=lambda e: (e.name, e.protocol, e.port))), ""
+    resolved = [(p, _registration_port(p, svc, reg)) for p in svc.spec.ports]
+    ports = tuple(sorted((EndpointPort(name=p.name, port=n, protocol=p.protocol) for p, n in resolved if n is not None),
+                         key=lambda e: (e.name, e.protocol, e.port)))
+    if ports:
+        return ports, ""
+    wanted = ", ".join(f"{p.name or '(unnamed)'} {p.port}/{p.protocol}" for p in svc.spec.ports)
+    given = ", ".join(f"{p.name or '(unnamed)'} {p.port}/{p.protocol}" for p in reg.spec.instance_ports())
+    return (), (f"registration {reg.metadata.name}: its ports ({given}) serve none of Service "
+                f"{svc.metadata.name}'s ports ({wanted}); give ports with the Service ports' names, "
+                "e.g. ports: [{name: http, port: 8080}]")
+
+
+def desired_subsets(svc: Service, pods: Iterable[Pod], node_phases: Mapping[str, NodePhase],
+                    registrations: Iterable[EndpointRegistration] = (),
+                    now: datetime | None = None) -> tuple[list[EndpointSubset], list[str]]:
+    """The subsets for ``svc`` and the weight and port problems found on the way."""
     groups: dict[tuple[EndpointPort, ...], tuple[list[EndpointAddress], list[EndpointAddress]]] = {}
     problems: list[str] = []
+    for reg in registrations:
+        if reg.spec.service != svc.metadata.name or reg.metadata.namespace != svc.metadata.namespace:
+            continue
+        if not is_registration_live(reg, now):
+            continue
+        reg_ports, problem = _registration_ports(svc, reg)
+        if problem:
+            problems.append(problem)
+            continue
+        ref = EndpointTargetRef(kind=REGISTRATION, name=reg.metadata.name, namespace=reg.metadata.namespace,
+                                uid=reg.metadata.uid)
+        weight = DEFAULT_WEIGHT if reg.spec.weight is None else reg.spec.weight
+        groups.setdefault(reg_ports, ([], []))[0].append(EndpointAddress(ip=reg.spec.address, target_ref=ref,
+                                                                         weight=weight))
     for pod in pods:
         if not selects(svc, pod) or not pod.status.pod_ip or pod.status.phase in _FINISHED:
             continue
@@ -127,24 +214,47 @@ def _ours(eps: Endpoints, svc_name: str) -> bool:
     return any(r.controller and r.kind == "Service" and r.name == svc_name for r in eps.metadata.owner_references)
 
 
+def _next_expiry(registrations: Sequence[EndpointRegistration], now: datetime | None) -> float | None:
+    """Seconds until the first live registration's ``expiresAt`` (then it leaves the addresses)."""
+    if now is None:
+        return None
+    moments = [m for r in registrations if is_registration_live(r, now)
+               and (m := parse_time(r.status.expires_at)) is not None]
+    return (min(moments) - now).total_seconds() + EXPIRY_SLACK if moments else None
+
+
 def endpoints_for(svc: Service, pods: Sequence[Pod], node_phases: Mapping[str, NodePhase],
-                  existing: Endpoints | None) -> Actions:
-    """Create, update or leave the Endpoints of ``svc`` so it lists exactly its pods' addresses."""
+                  existing: Endpoints | None, registrations: Sequence[EndpointRegistration] = (),
+                  now: datetime | None = None) -> Actions:
+    """Create, update or leave the Endpoints of ``svc`` so it lists exactly its pods' and live
+    registrations' addresses."""
+    mine = [r for r in registrations
+            if r.spec.service == svc.metadata.name and r.metadata.namespace == svc.metadata.namespace]
     if not svc.spec.selector:
-        return Actions()  # a Service without a selector has Endpoints its user writes
-    subsets, problems = desired_subsets(svc, pods, node_phases)
-    events: list[Action] = [EmitEvent(ref_of(svc), REASON_BAD_WEIGHT, p, EventType.WARNING) for p in problems]
+        if existing is not None and not _ours(existing, svc.metadata.name):
+            if not mine:
+                return Actions()  # Endpoints its user writes
+            return Actions((EmitEvent(ref_of(svc), REASON_NOT_MANAGED, (
+                f"Endpoints {svc.metadata.name} were written by a user, so registrations "
+                f"({', '.join(sorted(r.metadata.name for r in mine))}) are not added to them; delete those "
+                "Endpoints to let shoal manage them"), EventType.WARNING),))
+        if existing is None and not any(is_registration_live(r, now) for r in mine):
+            return Actions()
+    subsets, problems = desired_subsets(svc, pods, node_phases, mine, now)
+    events: list[Action] = [EmitEvent(ref_of(svc), REASON_BAD_REGISTRATION if p.startswith("registration ")
+                                      else REASON_BAD_WEIGHT, p, EventType.WARNING) for p in problems]
+    requeue = Result(_next_expiry(mine, now))
     labels = dict(svc.metadata.labels)
     owners = [_owner(svc)]
     if existing is None:
         meta = ObjectMeta(name=svc.metadata.name, namespace=svc.metadata.namespace, labels=labels,
                           owner_references=owners)
-        return Actions((Create(Endpoints(metadata=meta, subsets=subsets)), *events))
+        return Actions((Create(Endpoints(metadata=meta, subsets=subsets)), *events), requeue)
     same_meta = existing.metadata.labels == labels and existing.metadata.owner_references == owners
     if existing.subsets == subsets and same_meta:
-        return Actions(tuple(events))
+        return Actions(tuple(events), requeue)
     meta = msgspec.structs.replace(existing.metadata, labels=labels, owner_references=owners)
-    return Actions((Update(msgspec.structs.replace(existing, metadata=meta, subsets=subsets)), *events))
+    return Actions((Update(msgspec.structs.replace(existing, metadata=meta, subsets=subsets)), *events), requeue)
 
 
 class EndpointsController:
@@ -156,7 +266,7 @@ class EndpointsController:
     @property
     def watches(self) -> Mapping[str, KeyMapper]:
         return {"Service": _service_key, "Pod": _services_of_pod, "Node": _services_on_node,
-                "Endpoints": _service_key}
+                "Endpoints": _service_key, REGISTRATION: _service_of_registration}
 
     def reconcile(self, key: Key, cache: Cache, now: datetime) -> Actions:
         _, namespace, name = key
@@ -170,7 +280,9 @@ class EndpointsController:
         pods = [p for p in cache.objects("Pod", namespace) if isinstance(p, Pod) and selects(svc, p)]
         phases = {node: phase for node in {p.spec.node_name for p in pods}
                   if (phase := _node_phase(cache, node)) is not None}
-        return endpoints_for(svc, pods, phases, eps)
+        registrations = [r for r in cache.objects(REGISTRATION, namespace)
+                         if isinstance(r, EndpointRegistration) and r.spec.service == name]
+        return endpoints_for(svc, pods, phases, eps, registrations, now)
 
     def attach(self, enqueue: Enqueue) -> Callable[[], None]:
         return no_trigger(enqueue)
@@ -184,6 +296,12 @@ def _node_phase(cache: Cache, name: str) -> NodePhase | None:
 def _service_key(obj: Object, cache: Cache) -> list[Key]:
     meta = getattr(obj, "metadata", None)
     return [("Service", meta.namespace, meta.name)] if isinstance(meta, ObjectMeta) else []
+
+
+def _service_of_registration(obj: Object, cache: Cache) -> list[Key]:
+    if not isinstance(obj, EndpointRegistration):
+        return []
+    return [("Service", obj.metadata.namespace, obj.spec.service)]
 
 
 def _services_of_pod(obj: Object, cache: Cache) -> list[Key]:

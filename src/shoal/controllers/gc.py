@@ -17,7 +17,7 @@ from shoal.controllers.runner import Enqueue, KeyMapper, no_trigger, own_key
 from shoal.model import Object
 
 OWNER_KINDS = ("Deployment",)
-DEPENDENT_KINDS = ("Pod",)
+DEPENDENT_KINDS = ("Pod", "DeploymentRevision")
 
 
 def reconcile_orphan(obj: Object, owner_kinds: Collection[str], owner_alive: Callable[[str], bool]) -> Actions:

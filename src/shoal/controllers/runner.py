@@ -81,6 +81,7 @@ class ControllerStats:
     failures: int = 0
     conflicts: int = 0
     writes: int = 0
+    queue_depth: Callable[[], int] = field(default=lambda: 0, repr=False, compare=False)  # keys ready to run
 
 
 @dataclass
@@ -115,6 +116,7 @@ class _Running:
         self._concurrency = asyncio.Semaphore(WRITE_CONCURRENCY)
         self.queue: WorkQueue[Key] = WorkQueue(backoff_base=controller.backoff_base,
                                                backoff_max=controller.backoff_max)
+        controller.stats.queue_depth = self.queue.__len__
         self._mappers = dict(self.reconciler.watches)
 
     def on_change(self, kind: str, old: Object | None, new: Object | None) -> None:

@@ -7,9 +7,17 @@ from shoal.model.allocation import NodeAllocation
 from shoal.model.base import API_VERSION, Object
 from shoal.model.codec import decode_json, decode_object, encode, to_builtins
 from shoal.model.config import ConfigMap, Secret
+from shoal.model.daemonset import DaemonSet
+from shoal.model.endpointregistration import (
+    EndpointRegistration,
+    EndpointRegistrationSpec,
+    EndpointRegistrationStatus,
+    RegistrationPort,
+)
 from shoal.model.endpoints import EndpointAddress, EndpointPort, Endpoints, EndpointSubset, EndpointTargetRef
 from shoal.model.errors import FieldError, ValidationError
 from shoal.model.event import Event
+from shoal.model.job import CronJob, CronSchedule, Job
 from shoal.model.meta import (
     Condition,
     LabelSelector,
@@ -46,7 +54,7 @@ from shoal.model.registry import BY_KIND, BY_PLURAL, KINDS, KindInfo, UnknownKin
 from shoal.model.selector import Selector, SelectorError, from_label_selector, parse_selector
 from shoal.model.service import Service
 from shoal.model.status import Status, StatusCause, StatusDetails
-from shoal.model.workloads import Deployment
+from shoal.model.workloads import Deployment, DeploymentRevision
 
 __all__ = [
     "API_VERSION",
@@ -59,15 +67,23 @@ __all__ = [
     "Container",
     "ContainerState",
     "ContainerStatus",
+    "CronJob",
+    "CronSchedule",
+    "DaemonSet",
     "Deployment",
+    "DeploymentRevision",
     "EndpointAddress",
     "EndpointPort",
+    "EndpointRegistration",
+    "EndpointRegistrationSpec",
+    "EndpointRegistrationStatus",
     "EndpointSubset",
     "EndpointTargetRef",
     "Endpoints",
     "Event",
     "FieldError",
     "IPBlock",
+    "Job",
     "KindInfo",
     "LabelSelector",
     "Namespace",
@@ -92,6 +108,7 @@ __all__ = [
     "PodStatus",
     "PodTemplateSpec",
     "PolicyType",
+    "RegistrationPort",
     "Secret",
     "Selector",
     "SelectorError",

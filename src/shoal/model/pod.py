@@ -215,12 +215,14 @@ class EdgeHints(Spec, frozen=True, kw_only=True):
 class KeyToPath(Spec, frozen=True, kw_only=True):
     key: str
     path: str
+    mode: int | None = None  # file mode bits (0-0777); None: the volume's defaultMode
 
 
 class ConfigMapVolumeSource(Spec, frozen=True, kw_only=True):
     name: str
     items: list[KeyToPath] = msgspec.field(default_factory=list)
     optional: bool = False
+    default_mode: int | None = None  # file mode bits (0-0777); None: 0644
 
 
 class SecretVolumeSource(Spec, frozen=True, kw_only=True):
@@ -228,6 +230,7 @@ class SecretVolumeSource(Spec, frozen=True, kw_only=True):
     name: str = ""
     items: list[KeyToPath] = msgspec.field(default_factory=list)
     optional: bool = False
+    default_mode: int | None = None  # file mode bits (0-0777); None: 0644
 
 
 class EmptyDirVolumeSource(Spec, frozen=True, kw_only=True):

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from shoal.model.allocation import NodeAllocation
 from shoal.model.base import Object
 from shoal.model.config import ConfigMap, Secret
+from shoal.model.daemonset import DaemonSet
+from shoal.model.endpointregistration import EndpointRegistration
 from shoal.model.endpoints import Endpoints
 from shoal.model.event import Event
+from shoal.model.job import CronJob, Job
 from shoal.model.namespace import Namespace
 from shoal.model.networkpolicy import NetworkPolicy
 from shoal.model.node import Node
 from shoal.model.pod import Pod
 from shoal.model.service import Service
-from shoal.model.workloads import Deployment
+from shoal.model.workloads import Deployment, DeploymentRevision
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,18 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Node", "nodes", "node", ("no",), False, Node),
     KindInfo("Pod", "pods", "pod", ("po",), True, Pod),
     KindInfo("Deployment", "deployments", "deployment", ("deploy",), True, Deployment),
+    KindInfo("DeploymentRevision", "deploymentrevisions", "deploymentrevision", ("drev",), True, DeploymentRevision,
+             has_status=False),
+    KindInfo("DaemonSet", "daemonsets", "daemonset", ("ds",), True, DaemonSet),
+    KindInfo("Job", "jobs", "job", (), True, Job),
+    KindInfo("CronJob", "cronjobs", "cronjob", ("cj",), True, CronJob),
     KindInfo("Service", "services", "service", ("svc",), True, Service),
     KindInfo("ConfigMap", "configmaps", "configmap", ("cm",), True, ConfigMap, has_status=False),
     KindInfo("Secret", "secrets", "secret", (), True, Secret, has_status=False),
     KindInfo("Event", "events", "event", ("ev",), True, Event, has_status=False),
     KindInfo("Endpoints", "endpoints", "endpoints", ("ep",), True, Endpoints, has_status=False),
+    KindInfo("EndpointRegistration", "endpointregistrations", "endpointregistration", ("epreg",), True,
+             EndpointRegistration),
     KindInfo("NetworkPolicy", "networkpolicies", "networkpolicy", ("netpol",), True, NetworkPolicy, has_status=False),
     KindInfo("NodeAllocation", "nodeallocations", "nodeallocation", ("na",), False, NodeAllocation, has_status=False),
 )

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 
 from shoal.model.base import Object
 from shoal.model.config import ConfigMap, Secret
+from shoal.model.daemonset import DaemonSet, daemonset_errors, max_unavailable_errors
 from shoal.model.errors import FieldError
+from shoal.model.job import CronJob, Job, cronjob_errors, job_errors
 from shoal.model.meta import ObjectMeta
 from shoal.model.node import Node
 from shoal.model.pod import Container, Pod, PodSpec, Probe
@@ -189,6 +191,12 @@ def _validate_deployment(deploy: Deployment) -> list[FieldError]:
     errors += _check_labels("spec.template.metadata.labels", spec.template.metadata.labels)
     if spec.replicas < 0:
         errors.append(FieldError("spec.replicas", "must not be negative"))
+    if spec.revision_history_limit < 0:
+        errors.append(FieldError("spec.revisionHistoryLimit", "must not be negative"))
+    rolling = spec.strategy.rolling_update
+    if rolling is not None:
+        errors += max_unavailable_errors(rolling.max_surge, "spec.strategy.rollingUpdate.maxSurge")
+        errors += max_unavailable_errors(rolling.max_unavailable, "spec.strategy.rollingUpdate.maxUnavailable")
     if not spec.selector.match_labels and not spec.selector.match_expressions:
         errors.append(FieldError("spec.selector", "required; e.g. selector: {matchLabels: {app: web}}"))
     else:
@@ -234,9 +242,26 @@ def _validate_config(obj: ConfigMap | Secret) -> list[FieldError]:
     return errors
 
 
+def _validate_daemonset(ds: DaemonSet) -> list[FieldError]:
+    return (check_pod_spec(ds.spec.template.spec, "spec.template.spec")
+            + _check_labels("spec.template.metadata.labels", ds.spec.template.metadata.labels) + daemonset_errors(ds))
+
+
+def _validate_job(job: Job) -> list[FieldError]:
+    return check_pod_spec(job.spec.template.spec, "spec.template.spec") + job_errors(job)
+
+
+def _validate_cronjob(cron: CronJob) -> list[FieldError]:
+    return (check_pod_spec(cron.spec.job_template.spec.template.spec, "spec.jobTemplate.spec.template.spec")
+            + cronjob_errors(cron))
+
+
 _VALIDATORS: dict[type[Object], Callable[..., list[FieldError]]] = {
     Pod: _validate_pod,
     Deployment: _validate_deployment,
+    DaemonSet: _validate_daemonset,
+    Job: _validate_job,
+    CronJob: _validate_cronjob,
     Service: _validate_service,
     Node: _validate_node,
     ConfigMap: _validate_config,

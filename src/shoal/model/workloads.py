@@ -1,4 +1,10 @@
-"""Workload kinds that stamp pods from a template: Deployment (more join later)."""
+"""Workload kinds that stamp pods from a template: Deployment, and its rollout history.
+
+``DeploymentRevision`` is shoal's ControllerRevision: one immutable snapshot of a Deployment's
+pod template per rollout, numbered, owned by the Deployment (Kubernetes keeps this history in
+ReplicaSets; shoal has none). ``shoal rollout undo`` and the automatic rollback copy a revision's
+template back into ``spec.template``. Shapes only; the rules live in ``shoal.controllers``.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +65,9 @@ class DeploymentStatus(Spec, frozen=True, kw_only=True, omit_defaults=False):
     ready_replicas: int = 0
     available_replicas: int = 0
     unavailable_replicas: int = 0
+    updated_ready_replicas: int = 0
+    canary_step: int = 0  # index of the canary step in force (len(steps) when done)
+    canary_step_started: str = ""
     conditions: list[Condition] = msgspec.field(default_factory=list)
 
 
@@ -69,4 +78,36 @@ class Deployment(Object, frozen=True, kw_only=True, tag="Deployment"):
     status: DeploymentStatus = msgspec.field(default_factory=DeploymentStatus)
 
 
+class DeploymentRevision(Object, frozen=True, kw_only=True, tag="DeploymentRevision"):
+    """The pod template of one rollout of a Deployment, named ``<deployment>-<template hash>``."""
+
+    api_version: str = API_VERSION
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    revision: int = 0
+    template: PodTemplateSpec = msgspec.field(default_factory=PodTemplateSpec)
+    change_cause: str = ""
+
+
+class ConditionType(StrEnum):
+    AVAILABLE = "Available"
+    PROGRESSING = "Progressing"
+    ROLLED_BACK = "RolledBack"
+
+
+class RolloutReason(StrEnum):
+    """Reasons of the Progressing and RolledBack conditions (Kubernetes' names where they exist)."""
+
+    NEW_REVISION = "NewRevisionCreated"
+    UPDATED = "RevisionUpdated"
+    AVAILABLE = "NewRevisionAvailable"
+    DEADLINE = "ProgressDeadlineExceeded"
+    PAUSED = "DeploymentPaused"
+    CANARY_PAUSE = "CanaryPause"
+    RESUMED = "DeploymentResumed"
+
+
 LABEL_TEMPLATE_HASH = "shoal.io/template-hash"
+LABEL_DEPLOYMENT = "shoal.io/deployment"  # on a DeploymentRevision: the name of its Deployment
+ANNOTATION_REVISION = "shoal.io/revision"  # on a Deployment and its pods: the revision number
+ANNOTATION_CHANGE_CAUSE = "shoal.io/change-cause"  # on a Deployment: copied into the revision it starts
+ANNOTATION_RESTARTED_AT = "shoal.io/restartedAt"  # on a pod template: set by `shoal rollout restart`

@@ -156,6 +156,7 @@ class ContainerSpec:
     join_namespaces: tuple[NamespaceJoin, ...] = ()
     hostname: str = ""
     log_path: str = ""
+    runtime: str = "oci"  # "oci" | "wasm": which driver runs it (the pod's spec.runtime)
 
     @property
     def argv(self) -> tuple[str, ...]:

@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(help="Run the shoal control plane (API, store, scheduler, controllers).",
-                  invoke_without_command=True, no_args_is_help=False)
+                  invoke_without_command=True, no_args_is_help=False,
+                  epilog="Examples:\n\n  $ shoal server --data-dir /var/lib/shoal/server\n\n"
+                         "  $ shoal server --bind 0.0.0.0 --tls-san gw.example.net --port 6443")
 
 
 @app.callback()
@@ -33,8 +35,9 @@ def server(
                                                 help="Upstream registry the mirror reaches over plain HTTP "
                                                      "(loopback registries always are)."),
 ) -> None:
-    """Start the server. On first start it creates DIR/admin.yaml (for the CLI) and DIR/node-token
-    (for agents).
+    """Start the server. On first start it creates DIR/admin.yaml (for the CLI), DIR/node-token
+    (for agents) and DIR/secrets.key (encrypts Secrets at rest: back it up; the server will not
+    start without it once Secrets exist).
 
     Example:
 

@@ -23,8 +23,11 @@ import uvicorn
 
 from shoal.api.imagepush import ImageUploads, max_push_bytes
 from shoal.api.join import join_routes
+from shoal.api.metrics import RequestMetrics, ServerMetrics, metrics_routes
 from shoal.api.mirror import RegistryAuthFront, mirror_routes
 from shoal.api.routes import create_app
+from shoal.api.sd import sd_routes
+from shoal.api.secretkeys import secret_key_routes
 from shoal.api.tunnel import TunnelHub, tunnel_routes
 from shoal.api.usage import UsageStore, usage_routes
 from shoal.controllers import (
@@ -39,8 +42,8 @@ from shoal.model import DEFAULT_NAMESPACE, Namespace, ObjectMeta
 from shoal.pki.nodecreds import NodeCredentials
 from shoal.server.bootstrap import prepare
 from shoal.server.scheduling import SchedulerLoop
+from shoal.server.secretkeys import open_sealed_store
 from shoal.server.tls import PeerCertProtocol
-from shoal.store import SqliteStore
 from shoal.store.protocol import AlreadyExists, Store, StoreError
 
 log = logging.getLogger("shoal.server")
@@ -92,11 +95,13 @@ def tune_runtime() -> None:
 
 async def serve(options: ServerOptions) -> None:
     files = prepare(options.data_dir, options.bind, options.port, options.tls_sans)
-    store = await SqliteStore.open(options.data_dir / "state.db")
+    store, secret_keys = await open_sealed_store(options.data_dir, utcnow)
     ready = False
     try:
         await ensure_namespace(store, DEFAULT_NAMESPACE)
         tune_runtime()
+        metrics = ServerMetrics(store, options.data_dir / "state.db")
+        served = metrics.timed(store)  # what the API, scheduler and controllers write through (timed)
         leases = LeaseTable(started_at=utcnow())
 
         def on_heartbeat(names: Sequence[str]) -> None:
@@ -113,14 +118,16 @@ async def serve(options: ServerOptions) -> None:
         mirror = (RegistryMirror(options.data_dir / "mirror", insecure=options.insecure_registries)
                   if options.registry_mirror else None)
         lifetime = node_cert_lifetime(options.node_cert_days)
-        asgi, _ = create_app(store, subject_of, on_heartbeat, utcnow, ready=lambda: ready,
+        asgi, _ = create_app(served, subject_of, on_heartbeat, utcnow, ready=lambda: ready,
                              extra_routes=[*join_routes(files.ca, files.join_token.secret, credentials, lifetime),
                                            *tunnel_routes(TunnelHub(), ImageUploads(
                                                max_push_bytes(), spool=options.data_dir / "image-push")),
                                            *usage_routes(UsageStore(utcnow)),
+                                           *metrics_routes(metrics), *sd_routes(),
+                                           *secret_key_routes(secret_keys.rotate),
                                            *(mirror_routes(mirror, store) if mirror else [])],
                              peer=credentials.peer_subject)
-        asgi = RegistryAuthFront(asgi, subject_of)
+        asgi = RequestMetrics(RegistryAuthFront(asgi, subject_of), metrics)
         config = uvicorn.Config(asgi, host=options.bind, port=options.port, ssl_certfile=str(files.cert_file),
                                 ssl_keyfile=str(files.key_file), ssl_cert_reqs=ssl.CERT_OPTIONAL,
                                 ssl_ca_certs=str(files.data_dir / "pki" / "ca.crt"), http=PeerCertProtocol,
@@ -130,9 +137,10 @@ async def serve(options: ServerOptions) -> None:
                                 backlog=4096)
         server = uvicorn.Server(config)
         stop = asyncio.Event()
-        scheduler = SchedulerLoop(store, utcnow, options.policy)
-        controllers = build_controllers(store, leases, utcnow, cluster_cidr=options.cluster_cidr,
+        scheduler = SchedulerLoop(served, utcnow, options.policy)
+        controllers = build_controllers(served, leases, utcnow, cluster_cidr=options.cluster_cidr,
                                         node_mask=options.node_cidr_mask)
+        metrics.follow(scheduler, controllers)
         async with asyncio.TaskGroup() as group:
             group.create_task(scheduler.run(stop), name="scheduler")
             group.create_task(run_controllers(controllers, stop), name="controllers")

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
@@ -61,6 +62,8 @@ class SchedulerLoop:
         self._snapshot: ClusterSnapshot | None = None
         self._in_flight: set[PodKey] = set()
         self._bound_this_round: list[Pod] = []
+        # Told after each round: (decisions, seconds in ``schedule``, seconds of the round); for /metrics.
+        self.on_round: Callable[[Sequence[object], float, float], None] | None = None
 
     # -- the committer's view of the cache (PodCache) ----------------------------------------
     @property
@@ -203,12 +206,14 @@ class SchedulerLoop:
         pods = [self.pods[k] for k in keys if k in self.pods and _is_pending(self.pods[k])]
         if not pods:
             return
+        started = time.perf_counter()
         snapshot = self._snapshot
         if snapshot is None:
             bound = [p for p in self.pods.values() if _is_bound_active(p)]
             snapshot = ClusterSnapshot.build(list(self.nodes.values()), bound)
         self._snapshot = snapshot
         decisions = schedule(snapshot, pods, self.policy, self.clock())
+        scheduled = time.perf_counter()
         per_node: dict[str, list[Binding]] = {}
         semaphore = asyncio.Semaphore(COMMIT_CONCURRENCY)
         self._in_flight = {d.pod_key for d in decisions if isinstance(d, Binding)}
@@ -219,6 +224,8 @@ class SchedulerLoop:
             self._in_flight = set()
         if self._snapshot is snapshot:  # nothing invalidated it meanwhile: add what was bound
             self._snapshot = snapshot.with_pods(self._bound_this_round)
+        if self.on_round is not None:
+            self.on_round(decisions, scheduled - started, time.perf_counter() - started)
 
     async def _commit_round(self, decisions: Sequence[Binding | Unschedulable | Preemption],
                             per_node: dict[str, list[Binding]], semaphore: asyncio.Semaphore) -> None:

@@ -3,6 +3,11 @@ them as Running, without running anything.
 
 This is how the control plane and the scheduler are exercised at fleet scale. It talks to the
 server only through the public API (``shoal.client``), exactly as real agents do.
+
+A pod can ask to be reported broken, so that rollouts, deadlines and rollbacks can be tested
+without real containers: the pod label ``shoal.io/sim-fail`` (``CrashLoopBackOff``,
+``ImagePullBackOff`` or ``Unready``), or a container image whose name contains ``crash``,
+``pullfail`` or ``unready``. Such a pod never becomes Ready.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.client import ApiError, AsyncClient, ClientConfig, ClientError
+from shoal.sim.jobs import PodFinisher
 
 log = logging.getLogger("shoal.sim")
 HEARTBEAT_SECONDS = 2.0
@@ -61,7 +67,53 @@ def node_manifest(spec: FleetSpec, index: int, name: str) -> dict[str, Any]:
     }
 
 
+LABEL_SIM_FAIL = "shoal.io/sim-fail"
+CRASH_LOOP = "CrashLoopBackOff"
+IMAGE_PULL = "ImagePullBackOff"
+UNREADY = "Unready"
+_IMAGE_MARKERS = (("crash", CRASH_LOOP), ("pullfail", IMAGE_PULL), ("unready", UNREADY))
+
+
+def failure_of(pod: dict[str, Any]) -> str:
+    """The failure a pod asks the hollow node to simulate ("" for none); see the module docstring."""
+    label = str(pod.get("metadata", {}).get("labels", {}).get(LABEL_SIM_FAIL, ""))
+    if label in (CRASH_LOOP, IMAGE_PULL, UNREADY):
+        return label
+    for container in pod.get("spec", {}).get("containers", []):
+        image = str(container.get("image", "")).lower()
+        for marker, failure in _IMAGE_MARKERS:
+            if marker in image:
+                return failure
+    return ""
+
+
+def failing_status(pod: dict[str, Any], index: int, failure: str) -> dict[str, Any]:
+    """A pod that never becomes Ready: crash-looping, unable to pull its image, or failing readiness."""
+    now = _now()
+    containers = pod.get("spec", {}).get("containers", [])
+    status = dict(pod.get("status", {}))
+    conditions = [c for c in status.get("conditions", []) if c.get("type") not in ("Ready", "ContainersReady")]
+    conditions += [{"type": t, "status": "False", "reason": failure, "lastTransitionTime": now}
+                   for t in ("Ready", "ContainersReady")]
+    running = failure == UNREADY
+    messages = {CRASH_LOOP: "back-off restarting failed container (simulated)",
+                IMAGE_PULL: "image pull failed: not found (simulated)", UNREADY: "readiness probe failed (simulated)"}
+    status.update({
+        "phase": "Pending" if failure == IMAGE_PULL else "Running", "conditions": conditions,
+        "containerStatuses": [{"name": c["name"], "state": "Running" if running else "Waiting", "ready": False,
+                               "restartCount": 3 if failure == CRASH_LOOP else 0, "image": c.get("image", ""),
+                               "reason": failure, "message": messages[failure]} for c in containers],
+    })
+    if failure != IMAGE_PULL:
+        status.update({"startTime": now,
+                       "podIP": f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"})
+    return {**pod, "status": status}
+
+
 def running_status(pod: dict[str, Any], index: int) -> dict[str, Any]:
+    failure = failure_of(pod)
+    if failure:
+        return failing_status(pod, index, failure)
     now = _now()
     containers = pod.get("spec", {}).get("containers", [])
     status = dict(pod.get("status", {}))
@@ -119,8 +171,9 @@ class HollowFleet:
                 await asyncio.wait_for(stop.wait(), max(0.1, HEARTBEAT_SECONDS - (time.monotonic() - started)))
 
     def _offer(self, pod: dict[str, Any]) -> None:
-        if pod.get("spec", {}).get("nodeName") in self._mine and pod.get("status", {}).get("phase") == "Pending" \
-                and not pod.get("metadata", {}).get("deletionTimestamp"):
+        status = pod.get("status", {})
+        if pod.get("spec", {}).get("nodeName") in self._mine and status.get("phase") == "Pending" \
+                and not status.get("containerStatuses") and not pod.get("metadata", {}).get("deletionTimestamp"):
             self._queue.put_nowait(pod)
 
     async def follow_pods(self, client: AsyncClient, stop: asyncio.Event) -> None:
@@ -164,6 +217,7 @@ class HollowFleet:
                 tasks = [group.create_task(self.heartbeat(client, stop)),
                          group.create_task(self.follow_pods(client, stop))]
                 tasks += [group.create_task(self.report(client, stop)) for _ in range(WORKERS)]
+                tasks.append(group.create_task(PodFinisher(self._mine).run(client, stop)))  # Job pods end
                 await stop.wait()
                 for task in tasks:
                     task.cancel()

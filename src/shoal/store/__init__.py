@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shoal.store.fake import FakeStore
+from shoal.store.keyring import Keyring, KeyringError
 from shoal.store.memory import WatchStream
 from shoal.store.protocol import (
     AlreadyExists,
@@ -24,11 +25,14 @@ from shoal.store.protocol import (
     Unavailable,
     WatchEvent,
 )
+from shoal.store.reseal import Resealed
+from shoal.store.secretcodec import SecretKeyMissing, SecretUnreadable
 from shoal.store.sqlite import SqliteStore
 
 __all__ = [
-    "AlreadyExists", "Conflict", "EventType", "FakeStore", "Gone", "Invalid", "ListResult", "NotFound",
-    "SqliteStore", "Store", "StoreError", "Unavailable", "WatchEvent", "WatchStream", "open_store",
+    "AlreadyExists", "Conflict", "EventType", "FakeStore", "Gone", "Invalid", "Keyring", "KeyringError", "ListResult",
+    "NotFound", "Resealed", "SecretKeyMissing", "SecretUnreadable", "SqliteStore", "Store", "StoreError",
+    "Unavailable", "WatchEvent", "WatchStream", "open_store",
 ]
 
 

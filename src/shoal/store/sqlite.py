@@ -4,8 +4,9 @@ Writes are queued to the writer thread (``sqlite_writer``), which commits them i
 batch is committed its results come back to the event loop, which applies them to the
 in-memory core (index, event log, watchers) and only then resolves each caller. So a write is
 acknowledged only after it is in the database, and a read right after it sees it. Reads are
-served from memory and never wait for the writer. This module must not touch the database
-file itself: only the writer thread does.
+served from memory and never wait for the writer. Given a ``keyring``, Secrets are encrypted in the
+file (``secretcodec``) while memory, reads and watches keep seeing them in plain. This module must
+not touch the database file itself: only the writer thread does.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoal.model import Object
+from shoal.store.keyring import Keyring
 from shoal.store.memory import DEFAULT_EVENT_LOG, DEFAULT_WATCH_BUFFER, MemoryCore
 from shoal.store.protocol import StoreError, Unavailable
 from shoal.store.reads import CoreReads
+from shoal.store.reseal import Resealed
 from shoal.store.sqlite_writer import Loaded, SqliteWriter, WriteOp
 from shoal.store.writes import Change, Clock, WritePlanner, kind_info, request_key, system_clock
 
@@ -37,21 +40,24 @@ class SqliteStore(CoreReads):
         self._loop = loop
         self._closed = False
         self._stopped: asyncio.Future[None] = loop.create_future()
+        self.sealed_at_open: Resealed | None = None  # plain Secrets of an older shoal, sealed at open
 
     @classmethod
     async def open(cls, path: str | Path, *, event_log: int = DEFAULT_EVENT_LOG,
                    watch_buffer: int = DEFAULT_WATCH_BUFFER, synchronous: str = "NORMAL",
                    batch_size: int = DEFAULT_BATCH, clock: Clock = system_clock,
-                   rng: random.Random | None = None) -> SqliteStore:
+                   rng: random.Random | None = None, keyring: Keyring | None = None) -> SqliteStore:
         """Open (or create) the store at ``path`` and load it. ``synchronous`` is SQLite's setting:
-        NORMAL survives a killed process, FULL also survives power loss at some write cost."""
+        NORMAL survives a killed process, FULL also survives power loss at some write cost.
+        With ``keyring``, Secrets are sealed with its primary key (plain ones already in the file
+        are sealed now); without one, a file holding sealed Secrets raises ``SecretKeyMissing``."""
         if synchronous.upper() not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNC_MODES)}, got {synchronous!r}")
         if event_log < 1 or batch_size < 1:
             raise ValueError("event_log and batch_size must be at least 1")
         loop = asyncio.get_running_loop()
         writer = SqliteWriter(str(path), synchronous=synchronous.upper(), event_log=event_log,
-                              batch_size=batch_size, planner=WritePlanner(clock, rng))
+                              batch_size=batch_size, planner=WritePlanner(clock, rng), keyring=keyring)
         ready: asyncio.Future[Loaded] = loop.create_future()
         core = MemoryCore(event_log, watch_buffer)
         store = cls(core, writer, loop)
@@ -64,6 +70,7 @@ class SqliteStore(CoreReads):
             writer.queue.put(None)
             raise
         core.load(loaded.objects, loaded.events, loaded.revision)
+        store.sealed_at_open = loaded.sealed
         return store
 
     # --- writer thread side -----------------------------------------------------------------
@@ -135,6 +142,14 @@ class SqliteStore(CoreReads):
         """Drop all but the last ``keep`` events from the log (memory and disk); watches from
         before them get ``Gone``. The writer also does this by itself past ``event_log``."""
         await self._submit(WriteOp("compact", keep=keep))
+
+    async def rotate_secret_key(self, keyring: Keyring) -> Resealed:
+        """Re-encrypt every Secret row (objects and events) with ``keyring``'s primary key, after the
+        writes queued before this call; afterwards the store needs only that key. The caller must
+        have saved ``keyring`` first. Blocks other writes while it runs (a ``VACUUM`` included)."""
+        result = await self._submit(WriteOp("rekey", keyring=keyring))
+        assert isinstance(result, Resealed)
+        return result
 
     async def close(self) -> None:
         """Finish the queued writes, close the database and end every watch."""

@@ -7,6 +7,10 @@ earlier writes of the same batch, gives the successful ones consecutive revision
 objects and events rows and commits once; only then are the results handed back to the event
 loop. It never touches the in-memory core or a future itself: ``deliver`` does that on the loop.
 
+Secrets: rows of kind Secret are sealed by ``RowCodec`` (AES-256-GCM) when the writer has a keyring.
+Plain Secret rows left by an older shoal are sealed at open; ``rekey`` ops re-seal every Secret row
+under a new primary key (``reseal``). Neither the file nor its WAL then holds a Secret in plain text.
+
 Durability: WAL with ``synchronous=NORMAL`` (the default here) writes every commit into the WAL
 file before the commit returns, so an acknowledged write survives ``kill -9`` of the server;
 it may lose the last commits on power loss. ``synchronous="FULL"`` also fsyncs every commit.
@@ -23,8 +27,11 @@ from typing import Any
 import msgspec
 
 from shoal.model import Object
+from shoal.store.keyring import Keyring
 from shoal.store.memory import LoggedEvent
 from shoal.store.protocol import EventType, StoreError, Unavailable, WatchEvent
+from shoal.store.reseal import Resealed, reseal
+from shoal.store.secretcodec import RowCodec, kind_decoders
 from shoal.store.writes import Change, Key, WritePlanner
 
 SCHEMA_VERSION = 1
@@ -45,13 +52,14 @@ class WriteOp:
     """One queued request; ``outcome`` is filled by the writer (a Change, the unchanged stored
     object, an error, or the revision compacted through)."""
 
-    action: str  # create | update | delete | compact
+    action: str  # create | update | delete | compact | rekey
     obj: Object | None = None
     key: Key = ("", "", "")
     resource_version: str = ""
     keep: int = 0
+    keyring: Keyring | None = None  # rekey: the ring whose primary seals every Secret from now on
     token: Any = None  # the caller's future; opaque here
-    outcome: Change | Object | StoreError | int | None = field(default=None)
+    outcome: Change | Object | StoreError | int | Resealed | None = field(default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +67,14 @@ class Loaded:
     objects: list[tuple[Key, Object]]
     events: list[LoggedEvent]
     revision: int
-
-
-def _decoders() -> dict[str, msgspec.json.Decoder[Any]]:
-    from shoal.model import KINDS
-
-    return {info.kind: msgspec.json.Decoder(info.cls) for info in KINDS}
+    sealed: Resealed | None = None  # plain Secrets found at open and sealed
 
 
 class SqliteWriter:
     """State owned by the writer thread: the connection and the committed objects it checks against."""
 
     def __init__(self, path: str, *, synchronous: str, event_log: int, batch_size: int,
-                 planner: WritePlanner) -> None:
+                 planner: WritePlanner, keyring: Keyring | None = None) -> None:
         self.path = path
         self.queue: queue.SimpleQueue[WriteOp | None] = queue.SimpleQueue()
         self._synchronous = synchronous
@@ -82,6 +85,7 @@ class SqliteWriter:
         self._revision = 0
         self._compacted = 0  # every event row with rev <= this is gone from the table
         self._db: sqlite3.Connection | None = None
+        self._codec = RowCodec(keyring, kind_decoders())
 
     # --- open -----------------------------------------------------------------------------
     def open(self) -> Loaded:
@@ -125,21 +129,24 @@ class SqliteWriter:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
         self._db = db
-        return self._load(db)
+        loaded = self._load(db)
+        if self._codec.keyring is not None and self._codec.plain_seen:
+            sealed = reseal(db, self._codec, self._committed, self.path)
+            loaded = Loaded(loaded.objects, loaded.events, loaded.revision, sealed)
+        return loaded
 
     def _load(self, db: sqlite3.Connection) -> Loaded:
-        decoders = _decoders()
         objects: list[tuple[Key, Object]] = []
         for kind, ns, name, data in db.execute("SELECT kind, ns, name, data FROM objects"):
             key = (kind, ns, name)
-            obj = self._decode(decoders, kind, data, f'{kind} "{name}" in namespace "{ns}"')
+            obj = self._codec.decode(key, data, f'{self.path}: {kind} "{name}" in namespace "{ns}"')
             objects.append((key, obj))
             self._committed[key] = obj
         events: list[LoggedEvent] = []
         rows = db.execute("SELECT rev, type, kind, ns, name, data, prev_labels FROM events "
                           "ORDER BY rev DESC LIMIT ?", (self._event_log,)).fetchall()
         for rev, type_, kind, ns, name, data, prev in reversed(rows):
-            obj = self._decode(decoders, kind, data, f"event {rev}")
+            obj = self._codec.decode((kind, ns, name), data, f"{self.path}: event {rev}")
             labels = None if prev is None else _labels_decoder.decode(prev)
             events.append(LoggedEvent(WatchEvent(EventType(type_), obj, rev), (kind, ns, name), labels))
         stored = db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
@@ -147,18 +154,6 @@ class SqliteWriter:
         self._revision = max(stored[0] if stored else 0, newest[0] or 0)
         self._compacted = (newest[1] - 1) if newest[1] is not None else self._revision
         return Loaded(objects, events, self._revision)
-
-    def _decode(self, decoders: dict[str, msgspec.json.Decoder[Any]], kind: str, data: bytes,
-                what: str) -> Object:
-        decoder = decoders.get(kind)
-        if decoder is None:
-            raise Unavailable(f"{self.path}: {what} has kind {kind!r}, unknown to this shoal")
-        try:
-            obj: Object = decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise Unavailable(f"{self.path}: {what} cannot be decoded ({exc}); "
-                              "the database was written by an incompatible shoal") from None
-        return obj
 
     # --- run --------------------------------------------------------------------------------
     def run(self, deliver: Callable[[list[WriteOp]], None]) -> None:
@@ -178,13 +173,35 @@ class SqliteWriter:
                     running = False
                     break
                 batch.append(item)
-            try:
-                self._commit_batch(batch)
-            except Exception as exc:  # never leave callers waiting on a dead writer
-                failure = Unavailable(f"store writer failed: {exc!r}; nothing in this batch was saved")
-                for op in batch:
-                    op.outcome = failure
+            for segment in _segments(batch):
+                try:
+                    if segment[0].action == "rekey":
+                        self._rekey(segment[0])
+                    else:
+                        self._commit_batch(segment)
+                except Exception as exc:  # never leave callers waiting on a dead writer
+                    failure = Unavailable(f"store writer failed: {exc!r}; nothing in this batch was saved")
+                    for op in segment:
+                        op.outcome = failure
             deliver(batch)
+
+    def _rekey(self, op: WriteOp) -> None:
+        """Seal every Secret row with ``op.keyring``'s primary key; then only that key is needed."""
+        assert self._db is not None and op.keyring is not None
+        codec = RowCodec(op.keyring, kind_decoders())
+        try:
+            done = reseal(self._db, codec, self._committed, self.path)
+        except StoreError as exc:
+            op.outcome = exc
+            return
+        except sqlite3.Error as exc:
+            op.outcome = Unavailable(f"store database {self.path}: re-encrypting Secrets failed: {exc}; "
+                                     "the Secrets are still sealed with their previous keys")
+            return
+        kept = op.keyring.only({op.keyring.primary})
+        self._codec = RowCodec(kept, kind_decoders())
+        dropped = tuple(k for k in op.keyring.ids if k != op.keyring.primary)
+        op.outcome = Resealed(done.objects, done.events, done.key_id, dropped)
 
     def close(self) -> None:
         if self._db is not None:
@@ -227,7 +244,7 @@ class SqliteWriter:
             op.outcome = result
             if isinstance(result, Change):
                 revision = result.revision
-                data = _encode(result.object)
+                data = self._codec.encode(result.key, result.object)
                 prev = None
                 if result.type is EventType.MODIFIED and result.prev is not None:
                     prev = _encode(getattr(result.prev, "metadata").labels)  # noqa: B009
@@ -280,3 +297,14 @@ class SqliteWriter:
                 db.execute("ROLLBACK")
             raise
 
+
+
+def _segments(batch: list[WriteOp]) -> list[list[WriteOp]]:
+    """The batch split so that each ``rekey`` runs alone, after the writes queued before it."""
+    segments: list[list[WriteOp]] = []
+    for op in batch:
+        if op.action == "rekey" or not segments or segments[-1][0].action == "rekey":
+            segments.append([op])
+        else:
+            segments[-1].append(op)
+    return segments

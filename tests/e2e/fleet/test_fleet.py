@@ -129,12 +129,13 @@ def test_three_hosts_pods_services_nodeport_and_losing_a_host(fleet: Fleet) -> N
         return all(p["status"]["podIP"] not in ips for p in webs if p["spec"]["nodeName"] == lost.name)
 
     wait_until(endpoints_left, 30, f"{lost.name}'s endpoint removed")
-    wait_until(lambda: len([p for p in web_pods(http) if p["spec"]["nodeName"] != lost.name]) == 3, 30,
+    wait_until(lambda: len([p for p in web_pods(http) if p["spec"]["nodeName"] != lost.name]) == 3, 15,
                "the lost replica Running and Ready on another host")
     replaced_in = time.monotonic() - began
+    print(f"\nthe lost host's replica was Running and Ready elsewhere {replaced_in:.1f} s after the host died")
     answers = [wget(first, client, f"http://{vip}/") for _ in range(12)]
     assert all(answers) and lost_pod not in answers, answers
-    assert replaced_in < 25, f"the lost host's pod took {replaced_in:.1f} s to come back elsewhere"
+    assert replaced_in < 15, f"the lost host's pod took {replaced_in:.1f} s to come back elsewhere"
 
 
 def test_a_partitioned_host_returns_without_restarting_its_pods(fleet: Fleet) -> None:

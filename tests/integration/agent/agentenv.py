@@ -200,8 +200,8 @@ class AgentEnv:
         for cid in self.runc_list():
             subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
             subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
-        for pidfile in self.data_dir.glob("containers/*/conmon.pid"):
-            with contextlib.suppress(ValueError, ProcessLookupError):
+        for pidfile in [*self.data_dir.glob("containers/*/conmon.pid"), self.data_dir / "wasm" / "host.pid"]:
+            with contextlib.suppress(ValueError, ProcessLookupError, FileNotFoundError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)

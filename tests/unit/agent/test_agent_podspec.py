@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shoal.agent.configenv import ConfigKey, ConfigKind
 from shoal.agent.podspec import ImageDefaults, build_container_spec, check_supported, container_id
 from shoal.model import decode_object
 from shoal.model.pod import Pod
@@ -83,9 +84,26 @@ def test_image_without_command_needs_one() -> None:
                              log_path="", volume_dirs={})
 
 
-def test_init_containers_are_refused_rather_than_skipped() -> None:
-    pod = make_pod({"name": "c", "image": "x"}, initContainers=[{"name": "setup", "image": "x"}])
+def test_host_path_volumes_are_refused_rather_than_skipped() -> None:
+    pod = make_pod({"name": "c", "image": "x"}, volumes=[{"name": "h", "hostPath": {"path": "/etc"}}])
     with pytest.raises(SpecError) as err:
         check_supported(pod)
-    assert err.value.field == "spec.initContainers"
-    check_supported(make_pod({"name": "c", "image": "x"}))
+    assert err.value.field == "spec.volumes[0]"
+    check_supported(make_pod({"name": "c", "image": "x"}, initContainers=[{"name": "setup", "image": "x"}],
+                             volumes=[{"name": "cm", "configMap": {"name": "app"}}]))
+
+
+def test_init_container_env_from_a_config_map_and_read_only_config_volumes() -> None:
+    pod = make_pod({"name": "c", "image": "x", "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"}]},
+                   initContainers=[{"name": "setup", "image": "x", "command": ["true"],
+                                    "envFrom": [{"configMapRef": {"name": "app"}, "prefix": "APP_"}],
+                                    "env": [{"name": "MODE", "value": "init"}]}],
+                   volumes=[{"name": "cfg", "configMap": {"name": "app"}}])
+    data = {ConfigKey(ConfigKind.CONFIG_MAP, "edge", "app"): {"level": b"debug"}}
+    init = build_container_spec(pod, 0, IMAGE, lower_dirs=[], joins=(), log_path="", volume_dirs={},
+                                config=data.get, init=True)
+    assert init.id == "abc-123-setup" and init.argv == ("true",)
+    assert dict(init.env)["APP_level"] == "debug" and dict(init.env)["MODE"] == "init"
+    app = build_container_spec(pod, 0, IMAGE, lower_dirs=[], joins=(), log_path="", volume_dirs={"cfg": "/v/cfg"},
+                               config=data.get)
+    assert app.mounts[0].read_only and "ro" in app.mounts[0].options

@@ -170,22 +170,24 @@ def test_percent_surge_and_unavailable() -> None:
 
 def _simulate(deploy: Deployment, pods: list[Pod], rounds: int = 60) -> tuple[list[Pod], int]:
     """Apply actions like a store would; between rounds the scheduler and agents make every
-    pending pod Running and Ready. Stops when a round has nothing to create or delete."""
+    pending pod Running and Ready. Stops when a round has nothing to create or delete and no pod
+    is still on its way to Ready (a rollout may be waiting for exactly that)."""
     counter = itertools.count()
     for n in range(rounds):
         actions = reconcile_deployment(deploy, pods, T0, lambda: f"{next(counter):05d}")
         for step in actions.steps:
             if isinstance(step, Update) and isinstance(step.obj, Deployment):
                 deploy = step.obj
-        if not any(isinstance(s, Create | Delete) for s in actions.steps):
-            return pods, n
         gone = set(deletes(actions))
         pods = [p for p in pods if p.metadata.name not in gone]
         pods += [owned_pod(deploy, p.metadata.name, p.metadata.labels[LABEL_TEMPLATE_HASH], ready=False, node="",
                            created=f"2026-11-23T09:{n:02d}:00Z") for p in creates(actions)]
-        pods = [p if p.metadata.deletion_timestamp or p.status.phase in (PodPhase.FAILED, PodPhase.SUCCEEDED)
-                else msgspec.structs.replace(p, spec=msgspec.structs.replace(p.spec, node_name="n1"),
-                                             status=ready_status()) for p in pods]
+        matured = [p if p.metadata.deletion_timestamp or p.status.phase in (PodPhase.FAILED, PodPhase.SUCCEEDED)
+                   else msgspec.structs.replace(p, spec=msgspec.structs.replace(p.spec, node_name="n1"),
+                                                status=ready_status()) for p in pods]
+        if not any(isinstance(s, Create | Delete) for s in actions.steps) and matured == pods:
+            return pods, n
+        pods = matured
     raise AssertionError(f"no convergence after {rounds} rounds: {[p.metadata.name for p in pods]}")
 
 
