@@ -100,6 +100,9 @@ def main() -> int:
                                     .get("clusterIP"), 30, "a ClusterIP")
             client_uid = http.get("/api/v1/namespaces/default/pods/client").json()["metadata"]["uid"]
             netns = Path(f"/proc/{env.runc_list()[f'{client_uid}-main'][0]}/ns/net")
+            # a new connection per request: let the client reuse ports in TIME_WAIT (its own namespace only)
+            subprocess.run(["nsenter", f"--net={netns}", "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], check=True,
+                           timeout=10)
             wait_until(lambda: _fetch(netns, f"http://{pod_ip}:8080/") == "ok", 30, "the pod answering", 0.2)
             wait_until(lambda: _fetch(netns, f"http://{cluster_ip}/") == "ok", 30, "the ClusterIP answering", 0.2)
             for _ in range(args.rounds):
