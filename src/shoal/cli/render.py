@@ -174,6 +174,44 @@ def _allocation(alloc: Obj, wide: bool, now: datetime) -> Row:
     return [_meta(alloc).get("name", ""), str(len(_spec(alloc).get("pods") or [])), _created(alloc, now)]
 
 
+def _daemonset(ds: Obj, wide: bool, now: datetime) -> Row:
+    status = _status(ds)
+    return [_meta(ds).get("name", "")] + [str(status.get(k, 0)) for k in (
+        "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+        "numberAvailable")] + [_created(ds, now)]
+
+
+def _job(job: Obj, wide: bool, now: datetime) -> Row:
+    spec, status = _spec(job), _status(job)
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    state = "Complete" if conditions.get("Complete") == "True" else (
+        "Failed" if conditions.get("Failed") == "True" else "Running")
+    started, finished = parse_time(status.get("startTime", "")), parse_time(status.get("completionTime", ""))
+    took = human_duration(((finished or now) - started).total_seconds()) if started else NONE
+    return [_meta(job).get("name", ""), state, f"{status.get('succeeded', 0)}/{spec.get('completions', 1)}",
+            took, _created(job, now)]
+
+
+def _cronjob(cron: Obj, wide: bool, now: datetime) -> Row:
+    spec, status = _spec(cron), _status(cron)
+    last = status.get("lastScheduleTime", "")
+    return [_meta(cron).get("name", ""), str(spec.get("schedule", "")), str(bool(spec.get("suspend", False))),
+            str(len(status.get("active") or [])), age(last, now) if last else NONE, _created(cron, now)]
+
+
+def _registration(reg: Obj, wide: bool, now: datetime) -> Row:
+    spec = _spec(reg)
+    address = f"{spec.get('address', '')}:{spec.get('port', '')}"
+    return [_meta(reg).get("name", ""), str(spec.get("service", "")), address, f"{spec.get('ttlSeconds', 30)}s",
+            _created(reg, now)]
+
+
+def _revision(rev: Obj, wide: bool, now: datetime) -> Row:
+    meta = _meta(rev)
+    owners = [o.get("name", "") for o in meta.get("ownerReferences") or []]
+    return [meta.get("name", ""), str(rev.get("revision", "")), ",".join(owners) or NONE, _created(rev, now)]
+
+
 Columns = tuple[tuple[str, ...], tuple[str, ...], Callable[[Obj, bool, datetime], Row]]
 
 COLUMNS: dict[str, Columns] = {
@@ -188,6 +226,11 @@ COLUMNS: dict[str, Columns] = {
     "Namespace": (("NAME", "STATUS", "AGE"), (), _namespace),
     "Endpoints": (("NAME", "ENDPOINTS", "AGE"), (), _endpoints),
     "NodeAllocation": (("NAME", "PODS", "AGE"), (), _allocation),
+    "DaemonSet": (("NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"), (), _daemonset),
+    "Job": (("NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"), (), _job),
+    "CronJob": (("NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"), (), _cronjob),
+    "EndpointRegistration": (("NAME", "SERVICE", "ADDRESS", "TTL", "AGE"), (), _registration),
+    "DeploymentRevision": (("NAME", "REVISION", "DEPLOYMENT", "AGE"), (), _revision),
 }
 
 
