@@ -154,6 +154,8 @@ def build_zone(services: Iterable[Service], endpoints: Iterable[Endpoints], *, d
         for subset in eps.subsets:
             for address in subset.addresses + subset.not_ready_addresses:
                 ip = _ipv4(address.ip)
+                if address.target_ref is not None and address.target_ref.kind not in ("", "Pod"):
+                    continue  # a registered device or external service: not a pod, its address is not ours
                 ns = (address.target_ref.namespace if address.target_ref else "") or eps.metadata.namespace
                 if ip is not None and ns:
                     b.ptr(ip, f"{dashed(str(ip))}.{ns}.pod.{domain}".lower())

@@ -214,3 +214,15 @@ def test_the_server_reuses_answers_per_query_with_the_callers_id_until_the_zone_
 
 def addresses(response: dns.message.Message) -> list[str]:
     return sorted(r.to_text() for rrset in response.answer for r in rrset)
+
+
+def test_registered_devices_are_service_addresses_but_not_pods() -> None:
+    plc = svc("plc", "default", "10.96.0.20", [ServicePort(name="modbus", port=502)])
+    device = Endpoints(metadata=ObjectMeta(name="plc", namespace="default"), subsets=[EndpointSubset(
+        addresses=[EndpointAddress(ip="192.0.2.7", target_ref=EndpointTargetRef(
+            kind="EndpointRegistration", name="plc-7", namespace="default"))],
+        ports=[EndpointPort(name="modbus", port=502)])])
+    built, problems = build_zone([plc], [device], reverse=["10.96.0.0/16"])
+    assert problems == []
+    assert values(lookup(built, "plc.default.svc.shoal", "A")) == ["10.96.0.20"]
+    assert lookup(built, "7.2.0.192.in-addr.arpa", "PTR") is None  # forwarded: not a pod of this cluster
