@@ -58,7 +58,7 @@ def test_agent_runs_pods_under_runc_and_survives_kill_9(agent_env: AgentEnv, ser
         assert node["metadata"]["labels"]["shoal.io/arch"] in ("amd64", "arm64", "arm")
         capacity = node["status"]["capacity"]
         assert int(capacity["cpu"]) >= 1 and capacity["pods"] == "110" and capacity["memory"].endswith("Ki")
-        assert node["status"]["runtimes"] == ["oci"]
+        assert node["status"]["runtimes"] == ["oci", "wasm"]  # runc + conmon; wasmtime for the wasm host
         assert node["status"]["nodeInfo"]["kernelVersion"] == os.uname().release
         wait_until(lambda: http.get("/api/v1/nodes/edge-1").json()["status"].get("phase") == "Online", 20,
                    "node Online (heartbeats)")
