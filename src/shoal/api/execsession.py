@@ -122,6 +122,18 @@ def _input_frames(body: bytes) -> None:
         raise ApiError(400, f"exec input: {exc}") from None
 
 
+async def accept_input(request: Request[Any, Any, Any], sessions: ExecSessions, session_id: str, namespace: str,
+                       name: str, what: str) -> None:
+    """Queue a user's input frames for session ``session_id`` of pod ``namespace/name`` (admin only)."""
+    if _subject(request).startswith("node:"):
+        raise ApiError(403, f"node credentials cannot {what}; use an admin token")
+    session = sessions.for_user(session_id, namespace, name)
+    body = await request.body()
+    _input_frames(body)
+    if body:
+        await session.put(body)
+
+
 def exec_session_routes(hub: TunnelHub, sessions: ExecSessions | None = None) -> list[HTTPRouteHandler]:
     """The user-facing open and input routes and the agent-facing input stream, bound to ``hub``."""
     registry = sessions if sessions is not None else ExecSessions()
@@ -150,13 +162,7 @@ def exec_session_routes(hub: TunnelHub, sessions: ExecSessions | None = None) ->
     async def exec_session_input(request: Request[Any, Any, Any], namespace: str, plural: str, name: str,
                                  session_id: str) -> None:
         _only(plural, "pods", "exec")
-        if _subject(request).startswith("node:"):
-            raise ApiError(403, "node credentials cannot exec into pods; use an admin token")
-        session = registry.for_user(session_id, namespace, name)
-        body = await request.body()
-        _input_frames(body)
-        if body:
-            await session.put(body)
+        await accept_input(request, registry, session_id, namespace, name, "exec into pods")
 
     @get("/api/v1/{plural:str}/{name:str}/tunnel/{session_id:str}/input")
     async def exec_session_input_stream(request: Request[Any, Any, Any], plural: str, name: str,

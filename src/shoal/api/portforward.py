@@ -20,8 +20,8 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
 from shoal.api.errors import ApiError
-from shoal.api.execsession import INPUT_BODY_MAX, ExecSessions, _input_frames
-from shoal.api.tunnel import TunnelHub, _number, _only, _subject, _target
+from shoal.api.execsession import INPUT_BODY_MAX, ExecSessions, accept_input
+from shoal.api.tunnel import TunnelHub, _number, _only, _target
 from shoal.client.stream import EXEC_MEDIA_TYPE, EXEC_SESSION_HEADER
 from shoal.model.pod import PodPhase
 
@@ -53,13 +53,7 @@ def portforward_routes(hub: TunnelHub, sessions: ExecSessions) -> list[HTTPRoute
     async def port_forward_input(request: Request[Any, Any, Any], namespace: str, plural: str, name: str,
                                  session_id: str) -> None:
         _only(plural, "pods", "portforward")
-        if _subject(request).startswith("node:"):
-            raise ApiError(403, "node credentials cannot forward ports of pods; use an admin token")
-        session = sessions.for_user(session_id, namespace, name)
-        body = await request.body()
-        _input_frames(body)
-        if body:
-            await session.put(body)
+        await accept_input(request, sessions, session_id, namespace, name, "forward ports of pods")
 
     return [open_port_forward, port_forward_input]
 
