@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.hostclean import kill_runc_containers, remove_cgroup_trees, unmount_all
+
 ROOT = Path(__file__).resolve().parents[3]
 CGROUP_FS = Path("/sys/fs/cgroup")
 
@@ -99,21 +101,14 @@ class Demo:
     def cleanup(self) -> None:
         """Remove whatever the demo left, by the pids, names and paths it made, even after a failure."""
         for node in (1, 2, 3):
-            for cid in [c["id"] for c in self.runc_list(node)]:
-                runc = ["runc", "--root", str(self.run_dir / f"node-{node}" / "runc")]
-                subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
-                subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
+            kill_runc_containers(self.run_dir / f"node-{node}" / "runc", [c["id"] for c in self.runc_list(node)])
         for pid, _ in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for point in sorted(self.mounts(), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
+        unmount_all(self.mounts())
         for netns in self.namespaces():
             subprocess.run(["ip", "netns", "delete", netns], capture_output=True, timeout=30)
-        for top in self.cgroups():
-            for d in sorted((p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+        remove_cgroup_trees(self.cgroups())
         subprocess.run(["umount", "-l", str(self.netns)], capture_output=True, timeout=30)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from tests.hostclean import cgroup_tops, kill_pid_files, kill_runc_containers, remove_cgroup_trees, unmount_all
 from tests.tarballs import tar_of
 
 HERE = Path(__file__).resolve().parent
@@ -196,22 +197,10 @@ class AgentEnv:
     def cleanup(self) -> None:
         for proc in self.procs:
             kill_group(proc, signal.SIGKILL)
-        runc = ["runc", "--root", str(self.runc_root)]
-        for cid in self.runc_list():
-            subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
-            subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
-        for pidfile in [*self.data_dir.glob("containers/*/conmon.pid"), self.data_dir / "wasm" / "host.pid"]:
-            with contextlib.suppress(ValueError, ProcessLookupError, FileNotFoundError):
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        for point in sorted(self.mounts(), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
-        rel = self.cgroup_parent.strip("/")
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            top = hierarchy / rel
-            if top.is_dir():
-                for d in sorted((p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                    with contextlib.suppress(OSError):
-                        d.rmdir()
+        kill_runc_containers(self.runc_root, list(self.runc_list()))
+        kill_pid_files([*self.data_dir.glob("containers/*/conmon.pid"), self.data_dir / "wasm" / "host.pid"])
+        unmount_all(self.mounts())
+        remove_cgroup_trees(cgroup_tops(self.cgroup_parent))
 
 
 @pytest.fixture

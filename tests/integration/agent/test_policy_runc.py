@@ -1,16 +1,10 @@
 """NetworkPolicy enforcement with a real server, a real agent with pod networking in a network namespace
 of the test's own, real runc pods and real nftables: a policy that admits only ``app=client`` to web's
-port 8080 keeps client connecting and times other out; deleting it opens web again.
-
-``NodePolicies`` runs here in the test process (its ``nft`` runs inside the namespace), on a table of
-its own name, so the test holds whether or not the agent itself also enforces policies."""
+port 8080 keeps client connecting and times other out; deleting it opens web again. The agent enforces it
+(its NodePolicies, table ``ip shoal-policy`` in the agent's namespace): nothing in the test process does."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,55 +12,15 @@ from agentenv import AgentEnv, Server, wait_until
 from netenv import in_netns
 from test_net_runc import delete_all, pod, running_ip, start_node, uid_of, wget
 
-from shoal.agent.policywatch import NodePolicies
-from shoal.client import AsyncClient
-from shoal.client.config import ClientConfig
-from shoal.net.policy import FAMILY, NftPolicyTable
+from shoal.net.policy import FAMILY, TABLE
 
 NODE = "edge-1"
-TABLE = "shoal-policy-test"
 IDLE = "trap 'exit 0' TERM; while true; do sleep 1; done"
 POLICY = {"apiVersion": "shoal/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-from-client"},
           "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}],
                                 "ports": [{"protocol": "TCP", "port": 8080}]}]}}
 POLICIES = "/api/v1/namespaces/default/networkpolicies"
-
-
-@contextlib.contextmanager
-def node_policies(server: Server, netns: Path) -> Iterator[tuple[NodePolicies, NftPolicyTable]]:
-    """``NodePolicies`` for NODE, its loops on an event loop in a thread; stopped and its table removed
-    on exit."""
-    table = NftPolicyTable(command_prefix=("nsenter", f"--net={netns}"), table=TABLE)
-    policies = NodePolicies(NODE, table)
-    config = ClientConfig.load(server.data_dir / "admin.yaml")
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failures: list[BaseException] = []
-
-    async def run() -> None:
-        async with AsyncClient(config) as client:
-            tasks = [asyncio.create_task(loop_, name=name) for name, loop_ in policies.tasks(client, stop)]
-            await stop.wait()
-            for task in tasks:
-                task.cancel()
-            for result in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                    failures.append(result)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    try:
-        yield policies, table
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=20)
-        alive = thread.is_alive()
-        if not alive:
-            loop.close()
-        table.remove()
-        assert not alive, "NodePolicies did not stop within 20s"
-        assert not failures, failures
 
 
 def table_listing(netns: Path) -> str:
@@ -81,7 +35,7 @@ def reaches(env: AgentEnv, http: httpx.Client, source: str, ip: str) -> bool:
 def test_policy_allowing_only_app_client_blocks_another_pod(net_env: AgentEnv, server: Server, image: str) -> None:
     assert net_env.netns is not None
     netns = net_env.netns
-    with server.http() as http, node_policies(server, netns) as (watcher, table):
+    with server.http() as http:
         start_node(net_env, server, http)
         manifests = [pod("web", image, {"app": "web"}), pod("client", image, {"app": "client"}, IDLE),
                      pod("other", image, {"app": "other"}, IDLE)]
@@ -92,7 +46,6 @@ def test_policy_allowing_only_app_client_blocks_another_pod(net_env: AgentEnv, s
         web = ips["web"]
         for source in ("client", "other"):  # no policy: everybody reaches web, and there is no table
             wait_until(lambda s=source: reaches(net_env, http, s, web), 15, f"{source} → web without a policy")
-        wait_until(lambda: watcher.synced, 10, "the policy watcher's first sync")
         assert table_listing(netns) == ""
 
         bad = {**POLICY, "spec": {**POLICY["spec"], "ingress": [{"ports": [{"port": 70000}]}]}}
@@ -112,9 +65,4 @@ def test_policy_allowing_only_app_client_blocks_another_pod(net_env: AgentEnv, s
         assert http.delete(f"{POLICIES}/web-from-client").status_code == 200
         wait_until(lambda: table_listing(netns) == "", 10, "the policy table gone with the last policy")
         wait_until(lambda: reaches(net_env, http, "other", web), 15, "other → web once the policy is deleted")
-
-        assert http.post(POLICIES, json=POLICY).status_code == 201  # for remove() below
-        wait_until(lambda: table_listing(netns), 10, "the policy table back")
-        table.remove()
-        assert table_listing(netns) == ""
         delete_all(net_env, http, ["web", "client", "other"])

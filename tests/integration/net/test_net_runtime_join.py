@@ -3,13 +3,13 @@ a real container sees the address CNI gave the pod."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+from tests.hostclean import cgroup_tops, kill_runc_containers, remove_cgroup_trees
 from tests.integration.net.netlab import ROOT, Lab
 
 
@@ -39,17 +39,8 @@ def test_container_joins_pod_netns_by_path(lab: Lab) -> None:
         assert seen["exit"] == 0
         assert f"|-- {seen['ip']}\n" in seen["fib"] and seen["ip"] == "10.77.1.2"
     finally:
-        runc = ["runc", "--root", str(work / "runc")]
-        listed = subprocess.run([*runc, "list", "-q"], capture_output=True, text=True, timeout=30)
-        for cid in listed.stdout.split():
-            subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
+        kill_runc_containers(work / "runc")
         lab.cleanup()
-        for hierarchy in Path("/sys/fs/cgroup").iterdir():
-            top = hierarchy / cgroup_parent.strip("/")
-            for d in sorted(
-                (p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-            ):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+        remove_cgroup_trees(cgroup_tops(cgroup_parent))
     assert not Path(f"/sys/fs/cgroup{cgroup_parent}").exists()
     assert list(Path("/sys/fs/cgroup").glob(f"*{cgroup_parent}")) == []

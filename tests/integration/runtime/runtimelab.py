@@ -3,17 +3,14 @@ finalizer that kills, deletes and unmounts everything the test made even when it
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.hostclean import cgroup_tops, kill_pid_files, kill_runc_containers, remove_cgroup_trees, unmount_all
 
 from shoal.runtime.oci import OciDriver
 
@@ -54,24 +51,11 @@ class Env:
 
 
 def _cleanup(env: Env, base: Path) -> None:
-    runc = ["runc", "--root", str(env.runc_root)]
-    listed = subprocess.run([*runc, "list", "-q"], capture_output=True, text=True, timeout=30)
-    for cid in listed.stdout.split():
-        subprocess.run([*runc, "kill", "--all", cid, "KILL"], capture_output=True, timeout=30)
-        subprocess.run([*runc, "delete", "--force", cid], capture_output=True, timeout=30)
+    kill_runc_containers(env.runc_root)
     if env.root_dir.is_dir():
-        for pidfile in env.root_dir.glob("*/conmon.pid"):
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    for point in sorted(env.mounts_under(base), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
-    rel = env.cgroup_parent.strip("/")
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        top = hierarchy / rel
-        if top.is_dir():
-            for d in sorted((p for p in top.glob("**") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+        kill_pid_files(env.root_dir.glob("*/conmon.pid"))
+    unmount_all(env.mounts_under(base))
+    remove_cgroup_trees(cgroup_tops(env.cgroup_parent))
 
 
 @pytest.fixture
