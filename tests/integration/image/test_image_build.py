@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from imagelab import Registry
+from tests.hostclean import cgroup_tops, remove_cgroup_trees
 
 from shoal.image.content import ContentStore
 from shoal.image.layers import LayerCache
@@ -79,8 +80,8 @@ async def _run_image(store: ContentStore, image: str, work: Path) -> str:
 
     manifest = json.loads(store.read(config.descriptor.digest))
     cfg = json.loads(store.read(manifest["config"]["digest"]))["config"]
-    driver = OciDriver(root_dir=work / "containers", runc_root=work / "runc",
-                       cgroup_parent=f"/shoal-test-{uuid.uuid4().hex[:8]}")
+    parent = f"/shoal-test-{uuid.uuid4().hex[:8]}"
+    driver = OciDriver(root_dir=work / "containers", runc_root=work / "runc", cgroup_parent=parent)
     cid = f"t-{uuid.uuid4().hex[:10]}"
     spec = ContainerSpec(
         id=cid, name="app", pod_uid="u1", pod_name="p", lower_dirs=lowers,
@@ -99,6 +100,7 @@ async def _run_image(store: ContentStore, image: str, work: Path) -> str:
         except Exception:
             subprocess.run(["runc", "--root", str(work / "runc"), "delete", "--force", cid], capture_output=True)
             subprocess.run(["umount", "-l", str(work / "containers" / cid / "rootfs")], capture_output=True)
+        remove_cgroup_trees(cgroup_tops(parent))  # the driver removes the container's cgroup, not its parent
     return "\n".join(lines)
 
 
