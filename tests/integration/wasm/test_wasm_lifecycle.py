@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +70,11 @@ def test_stop_pause_resume_a_busy_module_and_refused_transitions(lab: Lab) -> No
         assert (await lab.driver.resume("busy")).state is ContainerState.RUNNING
         stats = await lab.driver.stats("busy")
         assert stats.pids_current == 1 and stats.cpu_usage_ns >= paused_cpu
+        for _ in range(100):  # the run thread instantiates the module (and its memory) on its own time
+            if stats.memory_usage_bytes:
+                break
+            await asyncio.sleep(0.05)
+            stats = await lab.driver.stats("busy")
         assert stats.memory_usage_bytes == 65536  # one page of linear memory
         with pytest.raises(InvalidTransition, match="cannot go from Running to Removed"):
             await lab.driver.remove("busy")
